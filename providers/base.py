@@ -1,0 +1,41 @@
+"""The one small interface every provider adapter implements.
+
+A provider takes a :class:`ChatCall` (an OpenAI-shaped chat body whose ``model`` is already the upstream
+model name) and returns either a :class:`Completion` or an async iterator of stream events. A stream event
+is the JSON payload of one SSE ``data:`` line, as bytes, in OpenAI's chunk shape; ``[DONE]`` is not
+yielded. Failures are raised as the typed errors of :mod:`router.errors`, never as strings or as the
+client library's own exceptions. Errors that happen before the first event must be raised by the first
+``__anext__``, so the executor can still fall back to another deployment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class ChatCall:
+    body: dict[str, Any]
+    timeout: float
+    request_id: str = ""
+    extra_headers: dict[str, str] | None = None
+
+
+@dataclass(slots=True)
+class Completion:
+    """A whole answer: ``data`` parsed; ``raw`` the upstream bytes when they can be relayed unchanged."""
+
+    data: dict[str, Any]
+    raw: bytes | None = None
+
+
+class Provider(Protocol):
+    name: str
+
+    async def complete(self, call: ChatCall) -> Completion: ...
+
+    def stream(self, call: ChatCall) -> AsyncIterator[bytes]: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""HTTP surface: the OpenAI-compatible endpoints, health, and the admin API."""

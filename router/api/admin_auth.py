@@ -1,0 +1,23 @@
+"""The admin API's guard: a bearer key from ``AGENT_ROUTER_ADMIN_KEY``; the admin API is off without one."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+
+from router.errors import AuthenticationFailed, NotFound
+from router.state import RouterState
+
+
+async def require_admin(request: Request) -> RouterState:
+    """FastAPI dependency for every ``/admin/*`` route; returns the router state."""
+    state: RouterState = request.app.state.router
+    expected = state.settings.admin_key
+    if not expected:
+        raise NotFound("the admin API is disabled: set AGENT_ROUTER_ADMIN_KEY to enable it")
+    header = request.headers.get("authorization", "")
+    given = header[7:].strip() if header[:7].lower() == "bearer " else request.headers.get("x-admin-key", "")
+    if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise AuthenticationFailed("a valid admin key is required for /admin endpoints")
+    return state

@@ -1,0 +1,138 @@
+"""``POST /v1/chat/completions``: the hot path. Each stage lives in its own module; this one wires them.
+
+    parse -> identity -> model access -> limits -> request policy -> rules -> executor
+          -> response policy (whole answer or stream filter) -> ledger
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from router import sse
+from router.api.parse import parse_chat_body, read_body
+from router.context import RequestContext
+from router.errors import ProviderError, RouterError
+from router.executor import close_stream
+from router.plan import RoutePlan
+from router.policy.request_side import apply_request_policy
+from router.policy.response_side import filter_completion
+from router.policy.stream_filter import StreamFilter, needs_stream_filter
+from router.rules import plan_route
+from router.state import RouterState
+
+log = logging.getLogger("agent_router.chat")
+
+api = APIRouter()
+
+_USAGE_MARKERS = (b'"usage":{', b'"usage": {')
+
+
+def decision_headers(ctx: RequestContext) -> dict[str, str]:
+    served = ctx.served_by
+    headers = {"x-agent-router-rule": ctx.rule or "", "x-agent-router-attempts": str(len(ctx.attempts))}
+    if served is not None:
+        headers["x-agent-router-deployment"] = served.deployment
+        headers["x-agent-router-provider"] = served.provider
+    if ctx.agent:
+        headers["x-agent-router-agent"] = ctx.agent
+    if ctx.policy_summary:
+        headers["x-agent-router-policy"] = orjson.dumps(ctx.policy_summary).decode()
+    return headers
+
+
+@api.post("/v1/chat/completions", summary="Create a chat completion (OpenAI-compatible)",
+          response_description="An OpenAI chat completion, or an SSE stream of chunks when stream=true")
+async def chat_completions(request: Request) -> Response:
+    state: RouterState = request.app.state.router
+    ctx = RequestContext(request_id=request.state.request_id, snapshot=state.snapshot, payload={},
+                         stream=False, requested_model="")
+    try:
+        await state.identity.authenticate(request.headers, ctx)
+        body = await read_body(request, state.settings.max_body_bytes)
+        payload = parse_chat_body(body)
+        ctx.payload, ctx.requested_model = payload, payload["model"]
+        ctx.stream = bool(payload.get("stream"))
+        ctx.headers = {k: v for k, v in request.headers.items() if k.startswith("x-agent-router-")}
+        state.identity.authorize_model(ctx)
+        await state.limits.admit(ctx)
+        apply_request_policy(ctx)
+        plan = plan_route(ctx)
+        ctx.rule = plan.rule
+        if ctx.stream:
+            return await _stream(state, ctx, plan)
+        return await _complete(state, ctx, plan)
+    except RouterError:
+        state.finish(ctx, status="error")
+        raise
+
+
+async def _complete(state: RouterState, ctx: RequestContext, plan: RoutePlan) -> Response:
+    completion = await state.executor.complete(ctx, plan)
+    data = completion.data
+    ctx.usage = data.get("usage")
+    changed = filter_completion(ctx, data)
+    content = completion.raw if completion.raw is not None and not changed else orjson.dumps(data)
+    state.finish(ctx, status="ok")
+    return Response(content, media_type="application/json", headers=decision_headers(ctx))
+
+
+async def _stream(state: RouterState, ctx: RequestContext, plan: RoutePlan) -> Response:
+    options = ctx.payload.get("stream_options") or {}
+    ctx.client_wants_usage = bool(options.get("include_usage"))
+    if not ctx.client_wants_usage:
+        # Ask for usage anyway so the ledger gets real token counts; the extra chunk is hidden below.
+        ctx.payload["stream_options"] = {**options, "include_usage": True}
+    first, rest = await state.executor.open_stream(ctx, plan)
+    stream_filter = StreamFilter(ctx) if needs_stream_filter(ctx) else None
+    return StreamingResponse(_relay(state, ctx, first, rest, stream_filter), media_type="text/event-stream",
+                             headers={**decision_headers(ctx), "cache-control": "no-cache",
+                                      "x-accel-buffering": "no"})
+
+
+def _take_usage(ctx: RequestContext, payload: bytes) -> bool:
+    """Record a usage chunk; return True when it must be hidden from the client."""
+    if not any(marker in payload for marker in _USAGE_MARKERS):
+        return False
+    chunk: dict[str, Any] = orjson.loads(payload)
+    usage = chunk.get("usage")
+    if isinstance(usage, dict):
+        ctx.usage = usage
+    return not ctx.client_wants_usage and not chunk.get("choices")
+
+
+async def _relay(state: RouterState, ctx: RequestContext, first: bytes, rest: AsyncIterator[bytes],
+                 stream_filter: StreamFilter | None) -> AsyncIterator[bytes]:
+    status = "ok"
+    try:
+        payload: bytes | None = first
+        while payload is not None:
+            if not _take_usage(ctx, payload):
+                if stream_filter is None:
+                    yield sse.event(payload)
+                else:
+                    for out in stream_filter.feed(payload):
+                        yield sse.event(out)
+            payload = await anext(rest, None)
+        if stream_filter is not None:
+            for out in stream_filter.finish():
+                yield sse.event(out)
+    except RouterError as exc:
+        # Bytes already reached the client: no fallback now. End the stream with an error event.
+        status = "error"
+        if ctx.attempts and isinstance(exc, ProviderError):
+            ctx.attempts[-1].status, ctx.attempts[-1].error = "error", exc.message
+        yield sse.json_event(exc.to_body())
+    except Exception:
+        status = "error"
+        log.exception("stream relay failed for request %s", ctx.request_id)
+        yield sse.json_event(RouterError(f"internal error (request id {ctx.request_id})").to_body())
+    finally:
+        await close_stream(rest)
+        state.finish(ctx, status=status)
+    yield sse.DONE

@@ -1,0 +1,66 @@
+"""Map every failure to an OpenAI-style error body with the right status. No traceback reaches a client."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from router.errors import RouterError, error_body
+
+log = logging.getLogger("agent_router.api")
+
+_STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                 404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
+                 429: "rate_limit_error"}
+
+
+def error_response(exc: RouterError) -> Response:
+    return Response(orjson.dumps(exc.to_body()), status_code=exc.status, media_type="application/json",
+                    headers=exc.headers())
+
+
+async def _router_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RouterError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    if status == 404:
+        message = f"no such endpoint: {request.method} {request.url.path}"
+    elif status == 405:
+        message = f"method {request.method} is not allowed on {request.url.path}"
+    body = error_body(status, message, _STATUS_TYPES.get(status, "api_error"), code=str(status))
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
+                    headers=getattr(exc, "headers", None))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+    body = error_body(400, f"invalid request: {first.get('msg', 'invalid input')}", param=param,
+                      code="invalid_request")
+    return Response(orjson.dumps(body), status_code=400, media_type="application/json")
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    request_id = getattr(request.state, "request_id", "?")
+    log.exception("unhandled error in request %s", request_id)
+    body = error_body(500, f"internal error (request id {request_id})", "api_error", code="internal_error")
+    return Response(orjson.dumps(body), status_code=500, media_type="application/json",
+                    headers={"x-request-id": request_id})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RouterError, _router_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

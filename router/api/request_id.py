@@ -1,0 +1,39 @@
+"""Give every response an ``x-request-id``: the caller's own when it sent a sane one, else a new one."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+_SAFE_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    """Plain ASGI (no BaseHTTPMiddleware): it sits on the hot path and must cost next to nothing."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = b""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                if _SAFE_ID.match(value):
+                    request_id = value
+                break
+        if not request_id:
+            request_id = uuid.uuid4().hex.encode()
+        scope.setdefault("state", {})["request_id"] = request_id.decode()
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

@@ -1,0 +1,89 @@
+"""The ``agent-router`` command: serve, check, and the operator tools."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from importlib import import_module
+
+from router.config import ConfigError, load_snapshot
+from router.settings import Settings
+
+Handler = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, Handler] = {}
+
+# Further subcommands live in their own modules; each has
+# ``register(subparsers) -> dict[str, Handler]`` (command name -> handler).
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {key: getattr(args, key) for key in ("config", "host", "port", "log_level")
+                 if getattr(args, key, None) is not None}
+    return Settings(**overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from router.app import create_app
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        print(f"agent-router: config refused:\n{exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                loop="uvloop", http="httptools", access_log=False, timeout_graceful_shutdown=30)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    try:
+        snapshot = load_snapshot(settings.config)
+    except ConfigError as exc:
+        print(f"config refused:\n{exc}", file=sys.stderr)
+        return 1
+    where = settings.config or "the built-in default"
+    print(f"{where}: ok ({len(snapshot.spec.providers)} providers, {len(snapshot.deployments)} deployments, "
+          f"{len(snapshot.models)} models)")
+    return 0
+
+
+def _add_config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config file (default: $AGENT_ROUTER_CONFIG, else built-in)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agent-router", description="Model router for AI agents.")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the router")
+    _add_config_arg(serve)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--log-level", dest="log_level")
+    check = commands.add_parser("check", help="validate the config without serving")
+    _add_config_arg(check)
+    _COMMANDS.update(serve=_serve, check=_check)
+    for name in COMMAND_MODULES:
+        _COMMANDS.update(import_module(name).register(commands))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = _COMMANDS.get(args.command or "")
+    if handler is None:
+        parser.print_help()
+        return 2
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

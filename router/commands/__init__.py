@@ -1,0 +1,1 @@
+"""Subcommands of ``agent-router`` beyond serve and check, one module each."""

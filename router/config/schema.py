@@ -1,0 +1,95 @@
+"""The shape of the config file, validated by pydantic. Unknown fields are errors, not silently ignored."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderSpec(Strict):
+    """Where and how to reach one upstream. ``api_key`` should be an ``${ENV_VAR}`` reference."""
+
+    type: Literal["openai", "litellm", "mock"]
+    base_url: str | None = None
+    api_key: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(default=120.0, gt=0, description="Seconds for one upstream attempt.")
+    connect_timeout: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=256, gt=0)
+    api_version: str | None = Field(default=None, description="Azure-style deployments: sent as ?api-version=.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for litellm.")
+
+    @model_validator(mode="after")
+    def _needs_base_url(self) -> ProviderSpec:
+        if self.type == "openai" and not self.base_url:
+            raise ValueError("an openai provider needs base_url (for example https://api.openai.com/v1)")
+        return self
+
+
+class Prices(Strict):
+    """USD per million tokens; overrides litellm's price map for this deployment."""
+
+    input_per_million: float | None = Field(default=None, ge=0)
+    output_per_million: float | None = Field(default=None, ge=0)
+    cached_input_per_million: float | None = Field(default=None, ge=0)
+
+
+class Capabilities(Strict):
+    """What the deployment can serve; unset means 'ask litellm's model info, else assume yes'."""
+
+    tools: bool | None = None
+    parallel_tool_calls: bool | None = None
+    json_mode: bool | None = None
+    vision: bool | None = None
+
+
+class DeploymentSpec(Strict):
+    provider: str
+    model: str = Field(description="The model name the upstream expects.")
+    context_window: int | None = Field(default=None, gt=0)
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    prices: Prices | None = None
+    supports: Capabilities = Field(default_factory=Capabilities)
+    timeout: float | None = Field(default=None, gt=0, description="Overrides the provider's per-attempt timeout.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Fields merged into every request body.")
+
+
+class PublicModelSpec(Strict):
+    deployments: list[str] = Field(min_length=1)
+    description: str | None = None
+
+
+class ConfigFile(Strict):
+    """The whole file. Sections owned by later stages are validated by their own modules."""
+
+    version: int = 1
+    providers: dict[str, ProviderSpec] = Field(default_factory=dict)
+    deployments: dict[str, DeploymentSpec] = Field(default_factory=dict)
+    models: dict[str, PublicModelSpec] = Field(default_factory=dict)
+    rules: str | list[str] | None = Field(default=None, description="Rule files or folders, relative to this file.")
+    roles: dict[str, Any] = Field(default_factory=dict)
+    agents: dict[str, Any] = Field(default_factory=dict)
+    policy: dict[str, Any] = Field(default_factory=dict)
+    limits: dict[str, Any] = Field(default_factory=dict)
+    routing: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _chain_shorthand(cls, value: Any) -> Any:
+        """``fast: [a, b]`` is shorthand for ``fast: {deployments: [a, b]}``."""
+        if isinstance(value, dict):
+            return {k: _as_model_spec(v) for k, v in value.items()}
+        return value
+
+
+def _as_model_spec(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"deployments": [value]}
+    if isinstance(value, list):
+        return {"deployments": value}
+    return value

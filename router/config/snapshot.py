@@ -1,0 +1,35 @@
+"""The frozen config snapshot a request runs against from start to finish.
+
+A reload builds a whole new snapshot and swaps one reference; requests in flight keep the one they began
+with. Compiled sections (rules, roles, agents) are added by their own modules at load time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from router.config.schema import ConfigFile, DeploymentSpec, ProviderSpec
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: str
+    files: tuple[str, ...]
+    spec: ConfigFile
+    models: dict[str, tuple[str, ...]]
+    base_dir: str = "."
+    rules: tuple[Any, ...] = ()
+    roles: dict[str, Any] = field(default_factory=dict)
+    agents: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+    providers: dict[str, Any] = field(default_factory=dict)
+    """Live provider adapters by name, bound by the app after loading (empty in a pure load)."""
+
+    @property
+    def deployments(self) -> dict[str, DeploymentSpec]:
+        return self.spec.deployments
+
+    @property
+    def provider_specs(self) -> dict[str, ProviderSpec]:
+        return self.spec.providers

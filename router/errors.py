@@ -1,0 +1,178 @@
+"""Every error the router can return, and the one place that maps it to HTTP.
+
+    RouterError                      500 api_error
+    ├── InvalidRequest               400 invalid_request_error
+    ├── AuthenticationFailed         401 authentication_error
+    ├── PermissionDenied             403 permission_error
+    │   └── PolicyViolation          403 permission_error, code=tool_not_allowed
+    ├── NotFound                     404 invalid_request_error
+    │   └── ModelNotFound            404 code=model_not_found
+    ├── PayloadTooLarge              413 invalid_request_error
+    ├── RateLimited                  429 rate_limit_error (+ retry-after)
+    │   └── BudgetExceeded           429 code=budget_exceeded
+    ├── NoDeploymentAvailable        503 service_unavailable
+    └── ProviderError                502 upstream_error      (raised by providers/)
+        ├── UpstreamTimeout          504
+        ├── UpstreamConnectionError  502
+        ├── UpstreamRateLimited      429 (+ retry-after)
+        ├── UpstreamServerError      502
+        ├── UpstreamAuthError        502 (our credentials, not the caller's)
+        ├── UpstreamBadRequest       400 (the caller's mistake, passed on)
+        │   └── ContextWindowExceeded 400 code=context_length_exceeded
+        └── ContentRefused           400 code=content_filter
+
+Callers catch classes, never strings. ``to_body`` gives the OpenAI-style JSON body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RouterError(Exception):
+    status = 500
+    type = "api_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class InvalidRequest(RouterError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationFailed(RouterError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(RouterError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class PolicyViolation(PermissionDenied):
+    code = "tool_not_allowed"
+
+
+class NotFound(RouterError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class PayloadTooLarge(RouterError):
+    status = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class _RetryAfterMixin:
+    retry_after: float | None = None
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"retry-after": str(max(1, round(self.retry_after + 0.4999)))}
+
+
+class RateLimited(_RetryAfterMixin, RouterError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class BudgetExceeded(RateLimited):
+    code = "budget_exceeded"
+
+
+class NoDeploymentAvailable(RouterError):
+    status = 503
+    type = "service_unavailable"
+    code = "no_deployment_available"
+
+
+class ProviderError(RouterError):
+    """Raised by provider adapters; ``retryable`` tells the executor whether another try may help."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+    retryable = True
+
+    def __init__(self, message: str, *, upstream_status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.upstream_status = upstream_status
+
+
+class UpstreamTimeout(ProviderError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class UpstreamConnectionError(ProviderError):
+    code = "upstream_connection_error"
+
+
+class UpstreamRateLimited(_RetryAfterMixin, ProviderError):
+    status = 429
+    type = "rate_limit_error"
+    code = "upstream_rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, upstream_status: int | None = 429) -> None:
+        super().__init__(message, upstream_status=upstream_status)
+        self.retry_after = retry_after
+
+
+class UpstreamServerError(ProviderError):
+    code = "upstream_server_error"
+
+
+class UpstreamAuthError(ProviderError):
+    code = "upstream_authentication_failed"
+
+
+class UpstreamBadRequest(ProviderError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+    retryable = False
+
+
+class ContextWindowExceeded(UpstreamBadRequest):
+    code = "context_length_exceeded"
+    retryable = True  # a deployment with a larger window may still serve it
+
+
+class ContentRefused(ProviderError):
+    status = 400
+    type = "invalid_request_error"
+    code = "content_filter"
+
+
+def error_body(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,
+               param: str | None = None) -> dict[str, Any]:
+    """An OpenAI-style error body for failures that have no RouterError (framework-level 404/405...)."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}

@@ -1,0 +1,30 @@
+"""Process settings: how this one process runs, read from the environment (prefix ``AGENT_ROUTER_``).
+
+What ops edit per fleet (providers, rules, roles) lives in the YAML config instead.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENT_ROUTER_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "info"
+    config: str | None = Field(default=None, description="Path of the YAML config; the built-in default when unset.")
+    redis_url: str | None = Field(default=None, description="Shared counters, cooldowns and revocations for a fleet.")
+    database_url: str = Field(
+        default="sqlite:///agent-router.db",
+        description="Usage ledger, audit trail and keys: sqlite:///PATH or postgresql://...",
+    )
+    admin_key: str | None = Field(default=None, description="Bearer key for /admin/*; admin API is off when unset.")
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, description="Larger request bodies get 413.")
+    watch_config: bool = Field(default=True, description="Reload when a config or rule file changes on disk.")
+    watch_interval: float = 1.0
+    limits_fail_open: bool = Field(default=True, description="When Redis is down, let rate limits and budgets pass.")
+    ledger_flush_interval: float = 0.5
+    ledger_batch_size: int = 500

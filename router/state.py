@@ -1,0 +1,77 @@
+"""Everything one router process holds: settings, the current config snapshot, and the live parts.
+
+The snapshot is swapped as one reference on reload; a request reads ``state.snapshot`` once and keeps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from router.config import ConfigError, Snapshot, load_snapshot
+from router.context import RequestContext
+from router.executor import Executor
+from router.identity import Identity
+from router.ledger import Ledger
+from router.limits import Limits
+from router.provider_pool import ProviderPool
+from router.settings import Settings
+
+log = logging.getLogger("agent_router")
+
+
+class RouterState:
+    def __init__(self, settings: Settings, snapshot: Snapshot) -> None:
+        self.settings = settings
+        self.pool = ProviderPool()
+        self.snapshot = self.pool.bind(snapshot)
+        self.executor = Executor()
+        self.identity = Identity()
+        self.limits = Limits()
+        self.ledger = Ledger()
+        self.reloads = 0
+        self.last_reload_error: str | None = None
+        self._reload_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Connect stores and start background writers, before the first request is accepted."""
+        await self.ledger.start()
+        await self.identity.start()
+        await self.limits.start()
+
+    async def reload(self) -> Snapshot:
+        """Load and validate the config again; swap it in only when it is entirely valid."""
+        async with self._reload_lock:
+            try:
+                snapshot = await asyncio.to_thread(load_snapshot, self.settings.config)
+            except ConfigError as exc:
+                self.last_reload_error = str(exc)
+                log.error("config reload refused; the previous config keeps serving:\n%s", exc)
+                raise
+            self.snapshot = self.pool.bind(snapshot)
+            self.reloads += 1
+            self.last_reload_error = None
+            log.info("config reloaded (version %s)", snapshot.version)
+            return self.snapshot
+
+    def finish(self, ctx: RequestContext, status: str) -> None:
+        """Called exactly once per request when it ends, success or failure. Never blocks."""
+        if ctx.extra.get("finished"):
+            return
+        ctx.extra["finished"] = True
+        try:
+            self.limits.settle(ctx)
+        finally:
+            self.ledger.record(ctx, status)
+
+    def health(self) -> dict[str, str]:
+        return {**self.ledger.health(), **self.limits.health()}
+
+    async def close(self) -> None:
+        """Graceful shutdown: stop taking work, drain records, then close connections."""
+        try:
+            await self.limits.close()
+            await self.identity.close()
+        finally:
+            await self.ledger.close()
+            await self.pool.close()
