@@ -44,6 +44,9 @@ def _cross_check(spec: ConfigFile, doc: YamlDoc) -> list[ConfigProblem]:
             if deployment not in spec.deployments:
                 problems.append(doc.problem(("models", name, i),
                                             f"model {name!r} names unknown deployment {deployment!r}"))
+    for name, agent in spec.agents.items():
+        if agent.role not in spec.roles:
+            problems.append(doc.problem(("agents", name, "role"), f"agent {name!r} has unknown role {agent.role!r}"))
     if not spec.models:
         problems.append(doc.problem(("models",), "no public models: agents would have nothing to ask for"))
     return problems
@@ -76,4 +79,6 @@ def load_snapshot(path: str | None = None) -> Snapshot:
         spec=spec,
         models={name: tuple(model.deployments) for name, model in spec.models.items()},
         base_dir=str(base_dir),
+        roles=dict(spec.roles),
+        agents=dict(spec.agents),
     )

@@ -72,8 +72,8 @@ class ConfigFile(Strict):
     deployments: dict[str, DeploymentSpec] = Field(default_factory=dict)
     models: dict[str, PublicModelSpec] = Field(default_factory=dict)
     rules: str | list[str] | None = Field(default=None, description="Rule files or folders, relative to this file.")
-    roles: dict[str, Any] = Field(default_factory=dict)
-    agents: dict[str, Any] = Field(default_factory=dict)
+    roles: dict[str, RoleSpec] = Field(default_factory=dict)
+    agents: dict[str, AgentSpec] = Field(default_factory=dict)
     policy: dict[str, Any] = Field(default_factory=dict)
     limits: dict[str, Any] = Field(default_factory=dict)
     routing: dict[str, Any] = Field(default_factory=dict)
@@ -93,3 +93,8 @@ def _as_model_spec(value: Any) -> Any:
     if isinstance(value, list):
         return {"deployments": value}
     return value
+
+
+from router.config.roles_schema import AgentSpec, RoleSpec  # noqa: E402  (roles_schema imports Strict from here)
+
+ConfigFile.model_rebuild()
