@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     config: str | None = Field(default=None, description="Path of the YAML config; the built-in default when unset.")
     redis_url: str | None = Field(default=None, description="Shared counters, cooldowns and revocations for a fleet.")
+    redis_prefix: str = Field(default="agent-router:", description="Prefix of every Redis key this router writes.")
     database_url: str = Field(
         default="sqlite:///agent-router.db",
         description="Usage ledger, audit trail and keys: sqlite:///PATH or postgresql://...",

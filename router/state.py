@@ -10,12 +10,15 @@ import logging
 
 from router.config import ConfigError, Snapshot, load_snapshot
 from router.context import RequestContext
+from router.deployment_stats import DeploymentStats
 from router.executor import Executor
 from router.identity import Identity
 from router.ledger import Ledger
 from router.limits import Limits
 from router.provider_pool import ProviderPool
 from router.settings import Settings
+from router.store.counters import Counters, build_counters
+from router.store.database import Database
 
 log = logging.getLogger("agent_router")
 
@@ -25,6 +28,9 @@ class RouterState:
         self.settings = settings
         self.pool = ProviderPool()
         self.snapshot = self.pool.bind(snapshot)
+        self.stats = DeploymentStats()
+        self.counters: Counters = build_counters(settings.redis_url, settings.redis_prefix)
+        self.database = Database(settings.database_url)
         self.executor = Executor()
         self.identity = Identity()
         self.limits = Limits()
@@ -35,6 +41,7 @@ class RouterState:
 
     async def start(self) -> None:
         """Connect stores and start background writers, before the first request is accepted."""
+        await self.database.run(self.database.connect)
         await self.ledger.start()
         await self.identity.start()
         await self.limits.start()
@@ -75,3 +82,5 @@ class RouterState:
         finally:
             await self.ledger.close()
             await self.pool.close()
+            await self.counters.close()
+            await asyncio.to_thread(self.database.close)

@@ -62,7 +62,7 @@ async def chat_completions(request: Request) -> Response:
         state.identity.authorize_model(ctx)
         await state.limits.admit(ctx)
         apply_request_policy(ctx)
-        plan = plan_route(ctx)
+        plan = plan_route(ctx, state.stats)
         ctx.rule = plan.rule
         if ctx.stream:
             return await _stream(state, ctx, plan)

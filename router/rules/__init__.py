@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from router.context import RequestContext
+from router.deployment_stats import DeploymentStats
 from router.errors import ModelNotFound
 from router.plan import RoutePlan
 
 
-def plan_route(ctx: RequestContext) -> RoutePlan:
+def plan_route(ctx: RequestContext, stats: DeploymentStats | None = None) -> RoutePlan:
     """(Stub: the public model's chain.) The rules work replaces this with the rule engine."""
     chain = ctx.snapshot.models.get(ctx.requested_model)
     if chain is None:

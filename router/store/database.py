@@ -1,0 +1,192 @@
+"""Records store: a SQLite file on one machine, PostgreSQL for a fleet, behind one small interface.
+
+Write SQL once with ``?`` placeholders and portable types; :class:`Database` adapts it to the dialect.
+All calls are synchronous and meant for one worker thread (``await db.run(fn)``), so the event loop
+never blocks on the database. Each component owns a numbered list of migrations, applied once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+class DatabaseUnavailable(Exception):
+    """The records store cannot be reached or used."""
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite:///") or url == "sqlite://":
+            self.dialect = "sqlite"
+            self.path = url[len("sqlite:///"):] or ":memory:"
+        elif url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+            self.dialect = "postgres"
+            self.path = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        else:
+            raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
+        self._conn: Any = None
+        self._lock = threading.RLock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="records-db")
+
+    # -- dialect helpers ---------------------------------------------------------------------------
+    @property
+    def autoid(self) -> str:
+        """Column type of an auto-incrementing integer primary key."""
+        return "INTEGER PRIMARY KEY AUTOINCREMENT" if self.dialect == "sqlite" else "BIGSERIAL PRIMARY KEY"
+
+    def sql(self, statement: str) -> str:
+        return statement if self.dialect == "sqlite" else _PLACEHOLDER.sub("%s", statement)
+
+    # -- connection --------------------------------------------------------------------------------
+    def connect(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                return
+            try:
+                if self.dialect == "sqlite":
+                    if self.path != ":memory:":
+                        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                    conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                    conn.execute("PRAGMA busy_timeout=30000")
+                else:
+                    import psycopg
+
+                    conn = psycopg.connect(self.path, autocommit=True, connect_timeout=5)
+            except Exception as exc:
+                raise DatabaseUnavailable(f"cannot open {self.describe()}: {exc}") from exc
+            self._conn = conn
+
+    def describe(self) -> str:
+        if self.dialect == "sqlite":
+            return f"SQLite file {self.path}"
+        return "PostgreSQL at " + re.sub(r"//[^@/]*@", "//***@", self.path)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                finally:
+                    self._conn = None
+        self._executor.shutdown(wait=True)
+
+    def _reset(self) -> None:
+        """Drop a broken connection so the next call reconnects."""
+        try:
+            if self._conn is not None:
+                self._conn.close()
+        except Exception:
+            pass
+        self._conn = None
+
+    # -- statements --------------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A cursor inside BEGIN ... COMMIT (ROLLBACK on error)."""
+        with self._lock:
+            self.connect()
+            conn = self._conn
+            try:
+                if self.dialect == "sqlite":
+                    conn.execute("BEGIN IMMEDIATE")
+                    cursor = conn.cursor()
+                    try:
+                        yield cursor
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+                else:
+                    with conn.transaction(), conn.cursor() as cursor:
+                        yield cursor
+            except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+                raise DatabaseUnavailable(str(exc)) from exc
+            except Exception as exc:
+                if type(exc).__module__.startswith("psycopg") and _is_connection_error(exc):
+                    self._reset()
+                    raise DatabaseUnavailable(str(exc)) from exc
+                raise
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
+        with self.transaction() as cursor:
+            cursor.execute(self.sql(statement), tuple(params))
+
+    def executemany(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        with self.transaction() as cursor:
+            cursor.executemany(self.sql(statement), [tuple(r) for r in rows])
+
+    def fetchall(self, statement: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.transaction() as cursor:
+            cursor.execute(self.sql(statement), tuple(params))
+            if cursor.description is None:
+                return []
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def fetchone(self, statement: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        rows = self.fetchall(statement, params)
+        return rows[0] if rows else None
+
+    def ping(self) -> None:
+        self.fetchall("SELECT 1 AS ok")
+
+    # -- migrations --------------------------------------------------------------------------------
+    def migrate(self, component: str, steps: Sequence[str | Callable[[Database, Any], None]]) -> int:
+        """Apply the steps of ``component`` not applied yet; return the version now in force.
+
+        A step is SQL (``;``-separated statements, may use ``{autoid}``) or a function(db, cursor).
+        Replicas starting together are serialised by a lock (PostgreSQL advisory lock).
+        """
+        with self.transaction() as cursor:
+            if self.dialect == "postgres":
+                cursor.execute("SELECT pg_advisory_xact_lock(727274)")
+            cursor.execute("CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, "
+                           "version INTEGER NOT NULL)")
+            cursor.execute(self.sql("SELECT version FROM schema_versions WHERE component = ?"), (component,))
+            row = cursor.fetchone()
+            current = int(row[0]) if row else 0
+            for number, step in enumerate(steps, start=1):
+                if number <= current:
+                    continue
+                if callable(step):
+                    step(self, cursor)
+                else:
+                    for statement in step.format(autoid=self.autoid).split(";"):
+                        if statement.strip():
+                            cursor.execute(statement)
+            if len(steps) > current:
+                if row:
+                    cursor.execute(self.sql("UPDATE schema_versions SET version = ? WHERE component = ?"),
+                                   (len(steps), component))
+                else:
+                    cursor.execute(self.sql("INSERT INTO schema_versions (component, version) VALUES (?, ?)"),
+                                   (component, len(steps)))
+            return max(current, len(steps))
+
+    # -- async bridge ------------------------------------------------------------------------------
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the database thread; the event loop keeps serving meanwhile."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    import psycopg
+
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
