@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
@@ -16,7 +18,8 @@ _COMMANDS: dict[str, Handler] = {}
 
 # Further subcommands live in their own modules; each has
 # ``register(subparsers) -> dict[str, Handler]`` (command name -> handler).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("router.commands.explain", "router.commands.keys", "router.commands.usage",
+                                     "router.commands.audit")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -37,8 +40,22 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"agent-router: config refused:\n{exc}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                loop="uvloop", http="httptools", access_log=False, timeout_graceful_shutdown=30)
+    serve_options = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower(),
+                     "loop": "uvloop", "http": "httptools", "access_log": False, "timeout_graceful_shutdown": 30}
+    workers = getattr(args, "workers", None) or 1
+    if workers > 1:
+        # One process per core: each worker builds its own app from the same settings, passed by environment.
+        del app
+        for key in ("config", "host", "port", "log_level"):
+            value = getattr(settings, key)
+            if value is not None:
+                os.environ[f"AGENT_ROUTER_{key.upper()}"] = str(value)
+        uvicorn.run("router.app:create_app", factory=True, workers=workers, **serve_options)
+        return 0
+    if hasattr(signal, "SIGHUP"):
+        # Until the app installs its reload handler, a SIGHUP must not end the process.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    uvicorn.run(app, **serve_options)
     return 0
 
 
@@ -50,8 +67,14 @@ def _check(args: argparse.Namespace) -> int:
         print(f"config refused:\n{exc}", file=sys.stderr)
         return 1
     where = settings.config or "the built-in default"
+    from router.rules.check import check_rules
+
+    rules = check_rules(snapshot)
+    if rules.problems:
+        print(f"rule check failed ({rules.summary}):\n" + "\n".join(map(str, rules.problems)), file=sys.stderr)
+        return 1
     print(f"{where}: ok ({len(snapshot.spec.providers)} providers, {len(snapshot.deployments)} deployments, "
-          f"{len(snapshot.models)} models)")
+          f"{len(snapshot.models)} models, {rules.summary})")
     return 0
 
 
@@ -67,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--log-level", dest="log_level")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes (default 1); one per CPU core on a multi-core machine")
     check = commands.add_parser("check", help="validate the config without serving")
     _add_config_arg(check)
     _COMMANDS.update(serve=_serve, check=_check)

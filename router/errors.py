@@ -11,6 +11,8 @@
     ├── RateLimited                  429 rate_limit_error (+ retry-after)
     │   └── BudgetExceeded           429 code=budget_exceeded
     ├── NoDeploymentAvailable        503 service_unavailable
+    ├── LimitsUnavailable            503 service_unavailable (+ retry-after; limits fail closed)
+    ├── IdentityUnavailable          503 service_unavailable (revocation check impossible: fail closed)
     └── ProviderError                502 upstream_error      (raised by providers/)
         ├── UpstreamTimeout          504
         ├── UpstreamConnectionError  502
@@ -112,6 +114,26 @@ class NoDeploymentAvailable(RouterError):
     status = 503
     type = "service_unavailable"
     code = "no_deployment_available"
+
+
+class LimitsUnavailable(_RetryAfterMixin, RouterError):
+    """The shared counters are unreachable and the limits are configured to fail closed."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "limits_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class IdentityUnavailable(RouterError):
+    """A key's revocation cannot be checked (Redis or the key store unreachable): refused, never let through."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "identity_unavailable"
 
 
 class ProviderError(RouterError):

@@ -1,20 +1,38 @@
-"""Carry out a :class:`RoutePlan`: try deployments in order and fall back on failures that allow it.
+"""Carry out a :class:`RoutePlan`: try deployments in order, with timeouts, retries, fallback and cooldowns.
 
-The only module with retries, timeouts and fallback. Providers raise typed errors; this module decides
-what each error means for the next step.
+The only module with retries, timeouts and fallback. Providers raise typed errors;
+:mod:`router.fallback_policy` says what each means for the next step, :mod:`router.capabilities` which
+deployments can serve the request at all, :mod:`router.cooldown` which ones are cooling down.
+
+Time limits: each attempt gets its deployment's (or provider's) ``timeout``; the whole request gets
+``routing.deadline_seconds`` from the moment it arrived, enforced with asyncio timeouts so no request
+outlives it whatever the adapter does. For a stream the deadline runs until its first event; after that
+each chunk must arrive within the attempt timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
-from providers.base import ChatCall, Completion
-from router.config.schema import DeploymentSpec
+from providers.base import ChatCall, Completion, Provider
+from router.capabilities import context_window, screen
+from router.config.schema import CooldownSpec, DeploymentSpec, RoutingSpec
 from router.context import Attempt, RequestContext
-from router.errors import NoDeploymentAvailable, ProviderError
+from router.cooldown import BreakerView, CircuitBreaker
+from router.deployment_stats import DeploymentStats
+from router.errors import ProviderError, UpstreamRateLimited, UpstreamServerError, UpstreamTimeout
+from router.fallback_policy import Failure, Skip, Step, backoff_delay, final_error, is_upstream_fault, next_step
 from router.plan import RoutePlan
+from router.store.counters import Counters, MemoryCounters
+
+log = logging.getLogger("agent_router.executor")
+
+T = TypeVar("T")
+Stream = tuple[bytes, AsyncIterator[bytes]]
 
 
 def build_body(payload: dict[str, Any], deployment: DeploymentSpec, plan: RoutePlan) -> dict[str, Any]:
@@ -32,60 +50,230 @@ def build_body(payload: dict[str, Any], deployment: DeploymentSpec, plan: RouteP
 
 
 class Executor:
-    async def complete(self, ctx: RequestContext, plan: RoutePlan) -> Completion:
-        last_error: ProviderError | None = None
-        for name in plan.deployments:
-            deployment = ctx.snapshot.deployments[name]
-            provider = ctx.snapshot.providers[deployment.provider]
-            attempt = Attempt(deployment=name, provider=deployment.provider, model=deployment.model)
-            ctx.attempts.append(attempt)
-            started = time.perf_counter()
-            call = ChatCall(body=build_body(ctx.payload, deployment, plan), timeout=_timeout(ctx, deployment),
-                            request_id=ctx.request_id)
-            try:
-                result = await provider.complete(call)
-            except ProviderError as exc:
-                attempt.status, attempt.error = "error", exc.message
-                attempt.latency_ms = (time.perf_counter() - started) * 1000
-                if not exc.retryable:
-                    raise
-                last_error = exc
-                continue
-            attempt.status = "ok"
-            attempt.latency_ms = (time.perf_counter() - started) * 1000
-            return result
-        raise last_error or NoDeploymentAvailable(f"no deployment can serve model {ctx.requested_model!r}")
+    def __init__(self, counters: Counters | None = None, stats: DeploymentStats | None = None) -> None:
+        self.stats = stats or DeploymentStats()
+        self.breaker = CircuitBreaker(counters or MemoryCounters())
 
-    async def open_stream(self, ctx: RequestContext, plan: RoutePlan) -> tuple[bytes, AsyncIterator[bytes]]:
+    async def complete(self, ctx: RequestContext, plan: RoutePlan) -> Completion:
+        async def call(name: str, provider: Provider, chat: ChatCall, limit: float) -> Completion:
+            async with asyncio.timeout(limit):
+                return await provider.complete(chat)
+
+        return await self._run(ctx, plan, call, streaming=False)
+
+    async def open_stream(self, ctx: RequestContext, plan: RoutePlan) -> Stream:
         """Start a stream and wait for its first event; fallback is possible only until then."""
-        last_error: ProviderError | None = None
-        for name in plan.deployments:
-            deployment = ctx.snapshot.deployments[name]
-            provider = ctx.snapshot.providers[deployment.provider]
-            attempt = Attempt(deployment=name, provider=deployment.provider, model=deployment.model)
-            ctx.attempts.append(attempt)
-            started = time.perf_counter()
-            call = ChatCall(body=build_body(ctx.payload, deployment, plan), timeout=_timeout(ctx, deployment),
-                            request_id=ctx.request_id)
-            iterator = provider.stream(call)
+
+        async def call(name: str, provider: Provider, chat: ChatCall, limit: float) -> Stream:
+            began = time.perf_counter()
+            iterator = provider.stream(chat)
             try:
-                first = await iterator.__anext__()
+                async with asyncio.timeout(limit):
+                    first = await anext(iterator)
             except StopAsyncIteration:
-                attempt.status, attempt.error = "error", "empty stream"
-                last_error = ProviderError(f"{deployment.provider} sent an empty stream")
-                continue
-            except ProviderError as exc:
-                attempt.status, attempt.error = "error", exc.message
-                attempt.latency_ms = (time.perf_counter() - started) * 1000
+                raise UpstreamServerError(f"{provider.name} sent an empty stream") from None
+            except BaseException:
                 await close_stream(iterator)
-                if not exc.retryable:
-                    raise
-                last_error = exc
+                raise
+            return first, TrackedStream(self, name, iterator, chat.timeout, ctx.snapshot.spec.routing.cooldown, began)
+
+        return await self._run(ctx, plan, call, streaming=True)
+
+    # -- the fallback loop -------------------------------------------------------------------------
+    async def _run(self, ctx: RequestContext, plan: RoutePlan,
+                   call: Callable[[str, Provider, ChatCall, float], Awaitable[T]], streaming: bool) -> T:
+        fit, unfit = screen(ctx, plan.deployments)
+        skipped = [Skip(u.deployment, u.reason, u.kind) for u in unfit]
+        view = await self._view(fit)
+        try:
+            return await self._fall_back(ctx, plan, call, streaming, view, skipped)
+        finally:
+            ctx.extra["skipped"] = [{"deployment": s.deployment, "reason": s.reason, "kind": s.kind}
+                                    for s in skipped]
+
+    async def _fall_back(self, ctx: RequestContext, plan: RoutePlan,
+                         call: Callable[[str, Provider, ChatCall, float], Awaitable[T]], streaming: bool,
+                         view: BreakerView, skipped: list[Skip]) -> T:
+        routing = ctx.snapshot.spec.routing
+        deadline = ctx.started + routing.deadline_seconds
+        forced = not view.usable  # every deployment is cooling down: try them anyway, oldest failure first
+        order = view.cooling if forced else view.usable
+        if not forced:
+            skipped += [Skip(n, "cooling down after repeated upstream faults", "cooldown") for n in view.cooling]
+        failures: list[Failure] = []
+        larger_than: int | None = None
+        context_refused = False
+        for index, name in enumerate(order):
+            deployment = ctx.snapshot.deployments[name]
+            if context_refused:
+                window = context_window(deployment)
+                if window is None or (larger_than is not None and window <= larger_than):
+                    skipped.append(Skip(name, f"context window {window or 'unknown'} is not larger than "
+                                              f"{larger_than or 'that of the deployment that refused the prompt'}",
+                                        "context_window"))
+                    continue
+            probe = forced or name in view.half_open
+            if probe and not forced and not await self._claim_probe(name, _timeout(ctx, deployment)):
+                skipped.append(Skip(name, "cooling down (another request is probing it)", "cooldown"))
                 continue
+            retry = 0
+            while True:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    raise final_error(failures, skipped, routing.deadline_seconds)
+                try:
+                    return await self._attempt(ctx, plan, name, deployment, remaining, call, probe, streaming)
+                except ProviderError as exc:
+                    failures.append(Failure(name, exc))
+                    step = next_step(exc)
+                    if step is Step.STOP:
+                        raise
+                    wait = self._retry_wait(exc, step, retry, routing, probe, last=index == len(order) - 1)
+                    if wait is not None and time.perf_counter() + wait < deadline:
+                        retry += 1
+                        await asyncio.sleep(wait)
+                        continue
+                    if step is Step.NEXT_LARGER:
+                        context_refused = True
+                        window = context_window(deployment)
+                        if window is not None:
+                            larger_than = max(larger_than or 0, window)
+                    break
+        deadline_hit = routing.deadline_seconds if time.perf_counter() >= deadline else None
+        raise final_error(failures, skipped, deadline_hit)
+
+    @staticmethod
+    def _retry_wait(error: ProviderError, step: Step, retry: int, routing: RoutingSpec, probe: bool,
+                    last: bool) -> float | None:
+        """Seconds to wait before trying the same deployment again, or None to move on."""
+        if retry >= routing.retries or probe:
+            return None
+        if step is Step.RETRY_SAME:
+            return backoff_delay(retry, routing.backoff_base, routing.backoff_max)
+        if isinstance(error, UpstreamRateLimited) and last and error.retry_after is not None \
+                and error.retry_after <= routing.max_retry_after:
+            return error.retry_after
+        return None
+
+    async def _attempt(self, ctx: RequestContext, plan: RoutePlan, name: str, deployment: DeploymentSpec,
+                       remaining: float, call: Callable[[str, Provider, ChatCall, float], Awaitable[T]],
+                       probe: bool, streaming: bool) -> T:
+        provider = ctx.snapshot.providers[deployment.provider]
+        attempt = Attempt(deployment=name, provider=deployment.provider, model=deployment.model)
+        ctx.attempts.append(attempt)
+        limit = min(_timeout(ctx, deployment), remaining)
+        chat = ChatCall(body=build_body(ctx.payload, deployment, plan), timeout=_timeout(ctx, deployment),
+                        request_id=ctx.request_id)
+        started = time.perf_counter()
+        self.stats.started(name)
+        error: ProviderError
+        try:
+            result = await call(name, provider, chat, limit)
+        except ProviderError as exc:
+            error = exc
+        except TimeoutError:
+            why = "the request deadline" if limit < chat.timeout else f"its timeout of {limit:g}s"
+            error = UpstreamTimeout(f"{deployment.provider} did not answer before {why}")
+        except asyncio.CancelledError:
+            self.stats.finished(name, (time.perf_counter() - started) * 1000, ok=False)
+            attempt.status, attempt.error = "error", "cancelled"
+            raise
+        except Exception as exc:  # an adapter bug: fall back like an upstream fault, never leak a traceback
+            log.exception("provider %s raised an unexpected error", deployment.provider)
+            error = ProviderError(f"{deployment.provider} failed: {type(exc).__name__}")
+        else:
             attempt.status = "ok"
             attempt.latency_ms = (time.perf_counter() - started) * 1000
-            return first, iterator
-        raise last_error or NoDeploymentAvailable(f"no deployment can serve model {ctx.requested_model!r}")
+            if not streaming:
+                self.stats.finished(name, attempt.latency_ms, ok=True)
+            if probe:
+                await self._probe_passed(name)
+            return result
+        attempt.status, attempt.error = "error", error.message
+        attempt.latency_ms = (time.perf_counter() - started) * 1000
+        self.stats.finished(name, attempt.latency_ms, ok=False)
+        if is_upstream_fault(error):
+            await self.count_fault(name, ctx.snapshot.spec.routing.cooldown, probe)
+        elif probe:
+            await self._probe_passed(name)  # the upstream answered; the fault was in the request
+        raise error
+
+    # -- cooldown state: never fails a request -----------------------------------------------------
+    async def _view(self, names: list[str]) -> BreakerView:
+        try:
+            return await self.breaker.view(names)
+        except Exception:
+            log.exception("cooldown state unreadable; trying every deployment")
+            return BreakerView(list(names), frozenset(), [])
+
+    async def _claim_probe(self, name: str, ttl: float) -> bool:
+        try:
+            return await self.breaker.claim_probe(name, ttl)
+        except Exception:
+            log.exception("cooldown probe claim failed for %s; letting the request through", name)
+            return True
+
+    async def count_fault(self, name: str, spec: CooldownSpec, probe: bool) -> None:
+        try:
+            await self.breaker.failed(name, spec, probe=probe)
+        except Exception:
+            log.exception("cooldown state not updated for %s", name)
+
+    async def _probe_passed(self, name: str) -> None:
+        try:
+            await self.breaker.succeeded(name)
+        except Exception:
+            log.exception("cooldown state not updated for %s", name)
+
+
+class TrackedStream:
+    """The rest of a stream after its first event: each chunk must come within ``chunk_timeout``; when it
+    ends (done, failed or closed by a client that left) the deployment's stats and faults are recorded."""
+
+    def __init__(self, executor: Executor, name: str, iterator: AsyncIterator[bytes], chunk_timeout: float,
+                 cooldown: CooldownSpec, started: float) -> None:
+        self._executor = executor
+        self._name = name
+        self._iterator = iterator
+        self._chunk_timeout = chunk_timeout
+        self._cooldown = cooldown
+        self._started = started
+        self._done = False
+
+    def __aiter__(self) -> TrackedStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            async with asyncio.timeout(self._chunk_timeout):
+                return await anext(self._iterator)
+        except StopAsyncIteration:
+            await self._end(ok=True)
+            raise
+        except TimeoutError:
+            stalled = UpstreamTimeout(f"the upstream stream stalled for more than {self._chunk_timeout:g}s")
+            await self._end(ok=False, error=stalled)
+            raise stalled from None
+        except ProviderError as exc:
+            await self._end(ok=False, error=exc)
+            raise
+        except BaseException:
+            await self._end(ok=False)
+            raise
+
+    async def aclose(self) -> None:
+        await self._end(ok=False)
+
+    async def _end(self, ok: bool, error: ProviderError | None = None) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._executor.stats.finished(self._name, (time.perf_counter() - self._started) * 1000, ok=ok)
+        if error is not None and is_upstream_fault(error):
+            await self._executor.count_fault(self._name, self._cooldown, probe=False)
+        await close_stream(self._iterator)
 
 
 def _timeout(ctx: RequestContext, deployment: DeploymentSpec) -> float:

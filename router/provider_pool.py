@@ -19,7 +19,7 @@ RETIRE_AFTER_SECONDS = 300.0
 class ProviderPool:
     def __init__(self) -> None:
         self._live: dict[str, tuple[ProviderSpec, Provider]] = {}
-        self._retiring: set[asyncio.Task[None]] = set()
+        self._retiring: dict[asyncio.Task[None], Provider] = {}
 
     def bind(self, snapshot: Snapshot) -> Snapshot:
         """Return ``snapshot`` with adapters attached, reusing those whose spec did not change."""
@@ -42,13 +42,16 @@ class ProviderPool:
             task = asyncio.get_running_loop().create_task(close_later())
         except RuntimeError:
             return
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+        self._retiring[task] = provider
+        task.add_done_callback(lambda done: self._retiring.pop(done, None))
 
     async def close(self) -> None:
-        for task in list(self._retiring):
+        """Close every adapter, the retiring ones too (shutdown does not wait out their grace period)."""
+        retiring = list(self._retiring.items())
+        self._retiring.clear()
+        for task, _ in retiring:
             task.cancel()
-        for _, provider in self._live.values():
+        for provider in [p for _, p in retiring] + [p for _, p in self._live.values()]:
             try:
                 await provider.close()
             except Exception:  # closing is best effort at shutdown

@@ -23,9 +23,21 @@ class Settings(BaseSettings):
         description="Usage ledger, audit trail and keys: sqlite:///PATH or postgresql://...",
     )
     admin_key: str | None = Field(default=None, description="Bearer key for /admin/*; admin API is off when unset.")
+    keys_refresh_interval: float = Field(default=1.0, description="Seconds between reloads of the API keys stored "
+                                         "in the database (creations and revocations made elsewhere).")
+    keys_max_staleness: float = Field(default=10.0, description="Database keys are refused (503) when the key "
+                                      "store has not been readable for this long: revocations fail closed.")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, description="Larger request bodies get 413.")
     watch_config: bool = Field(default=True, description="Reload when a config or rule file changes on disk.")
     watch_interval: float = 1.0
-    limits_fail_open: bool = Field(default=True, description="When Redis is down, let rate limits and budgets pass.")
-    ledger_flush_interval: float = 0.5
-    ledger_batch_size: int = 500
+    limits_fail_open: bool = Field(default=True, description="When Redis is down, let rate limits (and, unless "
+                                   "budgets_fail_open says otherwise, budgets) pass; false refuses with 503.")
+    budgets_fail_open: bool | None = Field(default=None, description="When Redis is down, let USD budgets pass; "
+                                           "unset follows limits_fail_open.")
+    ledger_flush_interval: float = Field(default=0.5, description="Seconds between batched writes of usage records "
+                                         "and audit events.")
+    ledger_batch_size: int = Field(default=500, description="Write sooner once this many requests wait.")
+    ledger_max_pending: int = Field(default=100_000, description="Requests kept in memory while the database is "
+                                    "unreachable; beyond this the oldest records are dropped (logged as errors).")
+    ledger_drain_timeout: float = Field(default=15.0, description="On shutdown, how long to keep retrying an "
+                                        "unreachable database before the queued records are given up.")

@@ -23,6 +23,17 @@ from router.store.database import Database
 log = logging.getLogger("agent_router")
 
 
+async def warm_up(snapshot: Snapshot, limit: float = 120.0) -> None:
+    """Let adapters that need it (litellm's import) get ready before they serve a request."""
+    waits = [provider.warm_up() for provider in snapshot.providers.values() if hasattr(provider, "warm_up")]
+    if waits:
+        try:
+            async with asyncio.timeout(limit):
+                await asyncio.gather(*waits, return_exceptions=True)
+        except TimeoutError:
+            log.warning("providers still warming up after %.0fs; first requests may wait", limit)
+
+
 class RouterState:
     def __init__(self, settings: Settings, snapshot: Snapshot) -> None:
         self.settings = settings
@@ -31,16 +42,18 @@ class RouterState:
         self.stats = DeploymentStats()
         self.counters: Counters = build_counters(settings.redis_url, settings.redis_prefix)
         self.database = Database(settings.database_url)
-        self.executor = Executor()
-        self.identity = Identity()
-        self.limits = Limits()
-        self.ledger = Ledger()
+        self.executor = Executor(self.counters, self.stats)
+        self.identity = Identity(self.database, self.counters, refresh_interval=settings.keys_refresh_interval,
+                                 max_staleness=settings.keys_max_staleness)
+        self.limits = Limits(self.counters, settings)
+        self.ledger = Ledger(self.database, settings)
         self.reloads = 0
         self.last_reload_error: str | None = None
         self._reload_lock = asyncio.Lock()
 
     async def start(self) -> None:
         """Connect stores and start background writers, before the first request is accepted."""
+        await warm_up(self.snapshot)
         await self.database.run(self.database.connect)
         await self.ledger.start()
         await self.identity.start()
@@ -55,7 +68,9 @@ class RouterState:
                 self.last_reload_error = str(exc)
                 log.error("config reload refused; the previous config keeps serving:\n%s", exc)
                 raise
-            self.snapshot = self.pool.bind(snapshot)
+            bound = self.pool.bind(snapshot)
+            await warm_up(bound)
+            self.snapshot = bound
             self.reloads += 1
             self.last_reload_error = None
             log.info("config reloaded (version %s)", snapshot.version)
@@ -72,7 +87,7 @@ class RouterState:
             self.ledger.record(ctx, status)
 
     def health(self) -> dict[str, str]:
-        return {**self.ledger.health(), **self.limits.health()}
+        return {**self.ledger.health(), **self.limits.health(), **self.identity.health()}
 
     async def close(self) -> None:
         """Graceful shutdown: stop taking work, drain records, then close connections."""

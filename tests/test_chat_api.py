@@ -128,7 +128,7 @@ def _assert_openai_error(resp, status):
     (b'{"model": "fast", "messages": [{"content": "no role"}]}', "messages[0]"),
     (b'{"model": "fast", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}', "stream"),
     (b'{"model": 42, "messages": [{"role": "user", "content": "x"}]}', "model"),
-    ('{"model": "fast", "messages": [{"role": "user", "content": "\\ud800"}]}'.encode(), None),
+    (b'{"model": "fast", "messages": [{"role": "user", "content": "\\ud800"}]}', None),
 ])
 def test_malformed_requests_get_400(router, body, param):
     error = _assert_openai_error(_post(router, body), 400)

@@ -6,7 +6,8 @@ from importlib import import_module
 from types import ModuleType
 
 # Each module exposes ``api``, a FastAPI APIRouter whose routes depend on require_admin.
-ADMIN_MODULES: tuple[str, ...] = ()
+ADMIN_MODULES: tuple[str, ...] = ("router.api.admin_reload", "router.api.admin_limits", "router.api.admin_keys",
+                                   "router.api.admin_usage", "router.api.admin_audit")
 
 
 def admin_modules() -> list[ModuleType]:

@@ -19,7 +19,9 @@ from router.api.parse import parse_chat_body, read_body
 from router.context import RequestContext
 from router.errors import ProviderError, RouterError
 from router.executor import close_stream
+from router.ledger import estimate
 from router.plan import RoutePlan
+from router.policy.events import summary_header
 from router.policy.request_side import apply_request_policy
 from router.policy.response_side import filter_completion
 from router.policy.stream_filter import StreamFilter, needs_stream_filter
@@ -42,7 +44,7 @@ def decision_headers(ctx: RequestContext) -> dict[str, str]:
     if ctx.agent:
         headers["x-agent-router-agent"] = ctx.agent
     if ctx.policy_summary:
-        headers["x-agent-router-policy"] = orjson.dumps(ctx.policy_summary).decode()
+        headers["x-agent-router-policy"] = summary_header(ctx.policy_summary)
     return headers
 
 
@@ -67,7 +69,8 @@ async def chat_completions(request: Request) -> Response:
         if ctx.stream:
             return await _stream(state, ctx, plan)
         return await _complete(state, ctx, plan)
-    except RouterError:
+    except RouterError as exc:
+        ctx.extra["error"] = exc
         state.finish(ctx, status="error")
         raise
 
@@ -76,6 +79,8 @@ async def _complete(state: RouterState, ctx: RequestContext, plan: RoutePlan) ->
     completion = await state.executor.complete(ctx, plan)
     data = completion.data
     ctx.usage = data.get("usage")
+    if ctx.usage is None:
+        ctx.extra[estimate.TEXT_KEY] = estimate.completion_text(data)
     changed = filter_completion(ctx, data)
     content = completion.raw if completion.raw is not None and not changed else orjson.dumps(data)
     state.finish(ctx, status="ok")
@@ -109,9 +114,14 @@ def _take_usage(ctx: RequestContext, payload: bytes) -> bool:
 async def _relay(state: RouterState, ctx: RequestContext, first: bytes, rest: AsyncIterator[bytes],
                  stream_filter: StreamFilter | None) -> AsyncIterator[bytes]:
     status = "ok"
+    # References to the raw chunks (no copy, no parse): the ledger estimates tokens from them only when the
+    # upstream sent no usage chunk.
+    kept: list[bytes] = ctx.extra.setdefault(estimate.CHUNKS_KEY, [])
     try:
         payload: bytes | None = first
         while payload is not None:
+            if len(kept) < estimate.MAX_KEPT_CHUNKS:
+                kept.append(payload)
             if not _take_usage(ctx, payload):
                 if stream_filter is None:
                     yield sse.event(payload)
@@ -125,6 +135,7 @@ async def _relay(state: RouterState, ctx: RequestContext, first: bytes, rest: As
     except RouterError as exc:
         # Bytes already reached the client: no fallback now. End the stream with an error event.
         status = "error"
+        ctx.extra["error"] = exc
         if ctx.attempts and isinstance(exc, ProviderError):
             ctx.attempts[-1].status, ctx.attempts[-1].error = "error", exc.message
         yield sse.json_event(exc.to_body())

@@ -68,11 +68,18 @@ def load_snapshot(path: str | None = None) -> Snapshot:
         raise ConfigError([doc.problem((), "the config must be a mapping of sections (providers, deployments...)")])
     spec: ConfigFile = validate_model(ConfigFile, doc.data, doc)
     problems = _cross_check(spec, doc)
+    from router.rules.compile import compile_rules  # here: the rules package imports this module
+
+    rule_set = compile_rules(spec, base_dir, doc, problems)
+    from router.policy.load import compile_tool_policies  # here: keeps config importable without policy
+
+    tool_policies = compile_tool_policies(spec, doc, problems)
     if problems:
         raise ConfigError(problems)
     digest = hashlib.sha256(doc.file.encode())
     digest.update(repr(doc.data).encode())
-    files = () if path is None else (str(Path(path).resolve()),)
+    digest.update(rule_set.digest.encode())
+    files = (() if path is None else (str(Path(path).resolve()),)) + rule_set.files
     return Snapshot(
         version=digest.hexdigest()[:16],
         files=files,
@@ -81,4 +88,6 @@ def load_snapshot(path: str | None = None) -> Snapshot:
         base_dir=str(base_dir),
         roles=dict(spec.roles),
         agents=dict(spec.agents),
+        rules=rule_set.rules,
+        extras={"tool_policies": tool_policies, "rule_folders": rule_set.folders},
     )

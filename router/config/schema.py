@@ -59,6 +59,25 @@ class DeploymentSpec(Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="Fields merged into every request body.")
 
 
+class CooldownSpec(Strict):
+    """Circuit breaker: ``failures`` upstream faults within ``window_seconds`` cool a deployment down."""
+
+    failures: int = Field(default=3, ge=1)
+    window_seconds: float = Field(default=30.0, gt=0)
+    cooldown_seconds: float = Field(default=30.0, gt=0)
+
+
+class RoutingSpec(Strict):
+    """How the executor tries a plan: deadline, same-deployment retries, backoff, rate-limit waits, cooldowns."""
+
+    deadline_seconds: float = Field(default=60.0, gt=0, description="Whole request, or until a stream's first byte.")
+    retries: int = Field(default=1, ge=0, le=10, description="Extra tries of the same deployment on a transient error.")
+    backoff_base: float = Field(default=0.1, ge=0)
+    backoff_max: float = Field(default=2.0, ge=0)
+    max_retry_after: float = Field(default=2.0, ge=0, description="Longest upstream retry-after worth waiting for.")
+    cooldown: CooldownSpec = Field(default_factory=CooldownSpec)
+
+
 class PublicModelSpec(Strict):
     deployments: list[str] = Field(min_length=1)
     description: str | None = None
@@ -75,8 +94,8 @@ class ConfigFile(Strict):
     roles: dict[str, RoleSpec] = Field(default_factory=dict)
     agents: dict[str, AgentSpec] = Field(default_factory=dict)
     policy: dict[str, Any] = Field(default_factory=dict)
-    limits: dict[str, Any] = Field(default_factory=dict)
-    routing: dict[str, Any] = Field(default_factory=dict)
+    limits: LimitsSection = Field(default_factory=lambda: LimitsSection())
+    routing: RoutingSpec = Field(default_factory=RoutingSpec)
 
     @field_validator("models", mode="before")
     @classmethod
@@ -95,6 +114,7 @@ def _as_model_spec(value: Any) -> Any:
     return value
 
 
+from router.config.limits_schema import LimitsSection  # noqa: E402  (imports Strict from here)
 from router.config.roles_schema import AgentSpec, RoleSpec  # noqa: E402  (roles_schema imports Strict from here)
 
 ConfigFile.model_rebuild()

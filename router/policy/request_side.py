@@ -1,10 +1,211 @@
-"""Request side: keep only the tools, functions, tool_choice and history the role allows. (Stub.)"""
+"""Request side: keep only the tools, functions, tool_choice and history the role allows.
+
+Runs before anything reaches a provider. ``strip`` rewrites ``ctx.payload`` so that it stays a valid
+request (a ``tool_choice`` that no longer fits becomes ``auto`` or goes away; empty tool lists are
+dropped with their companion fields); ``block`` raises PolicyViolation (403) listing every violation;
+``audit_only`` changes nothing and records what would have happened. The names of the tools left on
+offer are kept in ``ctx.extra`` for the response side, which refuses calls to tools never offered.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
 from router.context import RequestContext
+from router.errors import PolicyViolation
+from router.policy.decide import ToolPolicy, decide, policy_for
+from router.policy.events import record, record_decision
+from router.policy.names import safe_name
+
+OFFERED_KEY = "policy_offered_tools"
+POLICY_KEY = "tool_policy"
+_NAMED_CHOICE_TYPES = ("function", "custom")
+
+
+def _tool_name(tool: Any) -> Any:
+    """The name inside ``{"type": "function", "function": {"name": ...}}`` (or ``custom``); None otherwise."""
+    if not isinstance(tool, dict):
+        return None
+    kind = tool.get("type", "function")
+    body = tool.get(kind) if isinstance(kind, str) else None
+    return body.get("name") if isinstance(body, dict) else None
+
+
+def call_arguments(call: dict[str, Any]) -> tuple[Any, str | None]:
+    """(name, arguments JSON text) of a tool call or a legacy function_call."""
+    body = call.get("function") if "function" in call else call.get("custom", call)
+    if not isinstance(body, dict):
+        return None, None
+    args = body.get("arguments", body.get("input"))
+    if args is not None and not isinstance(args, str):
+        args = orjson.dumps(args).decode()
+    return body.get("name"), args
+
+
+class _Review:
+    """One pass over a request: decisions recorded, violations listed, the filtered fields collected."""
+
+    def __init__(self, ctx: RequestContext, policy: ToolPolicy) -> None:
+        self.ctx, self.policy = ctx, policy
+        self.violations: list[str] = []
+        self.changes: dict[str, Any] = {}
+        self.offered: set[str] = set()
+
+    def check(self, name: Any, arguments: str | None, stage: str, what: str) -> bool:
+        decision = decide(self.policy, name, arguments)
+        record_decision(self.ctx, self.policy, name, decision, stage)
+        if not decision.allowed:
+            self.violations.append(f"{what} {name!r}: {decision.reason}")
+        return decision.allowed
+
+    def tool_list(self, field: str, name_of: Any) -> list[Any] | None:
+        """Filter ``tools`` or ``functions``; the kept entries (None when the field is absent)."""
+        entries = self.ctx.payload.get(field)
+        if not isinstance(entries, list):
+            return None
+        kept = [entry for entry in entries if self.check(name_of(entry), None, "request", f"{field[:-1]}")]
+        for entry in kept:
+            self.offered.add(safe_name(name_of(entry)) or "")
+        if len(kept) != len(entries):
+            self.changes[field] = kept
+        return kept
+
+    def choice(self, field: str, value: Any, name: Any, kept: list[Any] | None, stripped_any: bool) -> None:
+        """Keep a ``tool_choice``/``function_call`` valid: check the tool it names, rewrite what no longer fits."""
+        if name is not None:
+            if self.check(name, None, "request", field):
+                return
+        elif not (value == "required" and kept is not None and not kept and stripped_any):
+            return
+        self.rewrite(field, value, "auto" if kept else None)
+
+    def rewrite(self, field: str, value: Any, replacement: str | None) -> None:
+        self.changes[field] = replacement
+        if self.policy.mode == "strip":
+            outcome = f"rewritten to {replacement!r}" if replacement else "removed"
+            record(self.ctx, self.policy, None, "rewritten", "request", f"{field}-rewrite",
+                   f"{field} {orjson.dumps(value).decode()} no longer fits the allowed tools; {outcome}")
+
+    def history(self, messages: list[Any]) -> None:
+        """Strip calls to disallowed tools from past assistant messages, and the results that answer them."""
+        stripped_ids: set[str] = set()
+        stripped_functions: list[str] = []
+        out: list[Any] = []
+        changed = False
+        for message in messages:
+            if not isinstance(message, dict):
+                out.append(message)
+                continue
+            role = message.get("role")
+            if role == "assistant" and (message.get("tool_calls") or message.get("function_call")):
+                new = self._assistant(message, stripped_ids, stripped_functions)
+                changed = changed or new is not message
+                if new is not None:
+                    out.append(new)
+            elif role == "tool" and message.get("tool_call_id") in stripped_ids:
+                changed = True
+            elif role == "function" and message.get("name") in stripped_functions:
+                stripped_functions.remove(message["name"])
+                changed = True
+            else:
+                out.append(message)
+        if changed:
+            self.changes["messages"] = out
+
+    def _assistant(self, message: dict[str, Any], stripped_ids: set[str],
+                   stripped_functions: list[str]) -> dict[str, Any] | None:
+        calls = message.get("tool_calls")
+        new = message
+        if isinstance(calls, list) and calls:
+            kept = []
+            for call in calls:
+                name, args = call_arguments(call) if isinstance(call, dict) else (None, None)
+                if self.check(name, args, "history", "past call to tool"):
+                    kept.append(call)
+                elif isinstance(call, dict) and isinstance(call.get("id"), str):
+                    stripped_ids.add(call["id"])
+            if len(kept) != len(calls):
+                new = {k: v for k, v in message.items() if k != "tool_calls"}
+                if kept:
+                    new["tool_calls"] = kept
+        legacy = message.get("function_call")
+        if isinstance(legacy, dict):
+            name, args = call_arguments({"function": legacy})
+            if not self.check(name, args, "history", "past call to function"):
+                new = {k: v for k, v in new.items() if k != "function_call"}
+                stripped_functions.append(name)
+        if new is not message and not new.get("tool_calls") and not new.get("function_call") \
+                and not new.get("content"):
+            return None
+        return new
+
+
+def _named(choice: Any, kind_field: str) -> Any:
+    """The tool name a ``tool_choice`` / ``function_call`` object names, or None for the string forms."""
+    if not isinstance(choice, dict):
+        return None
+    if kind_field == "function_call":
+        return choice.get("name")
+    kind = choice.get("type")
+    body = choice.get(kind) if kind in _NAMED_CHOICE_TYPES else None
+    return body.get("name") if isinstance(body, dict) else None
+
+
+def _allowed_tools_choice(review: _Review, choice: dict[str, Any], kept: list[Any] | None) -> None:
+    """``{"type": "allowed_tools", "allowed_tools": {"mode", "tools": [...]}}``: narrow its list too."""
+    spec = choice.get("allowed_tools")
+    tools = spec.get("tools") if isinstance(spec, dict) else None
+    if not isinstance(tools, list):
+        return
+    narrowed = [t for t in tools if review.check(_tool_name(t), None, "request", "tool_choice.allowed_tools")]
+    if len(narrowed) == len(tools):
+        return
+    if narrowed:
+        review.changes["tool_choice"] = {**choice, "allowed_tools": {**spec, "tools": narrowed}}
+    else:
+        review.rewrite("tool_choice", choice, "auto" if kept else None)
 
 
 def apply_request_policy(ctx: RequestContext) -> None:
     """Filter ``ctx.payload`` in place, or raise PolicyViolation (403) in block mode."""
-    return None
+    policy = policy_for(ctx.snapshot, ctx.role)
+    ctx.extra[POLICY_KEY] = policy
+    payload = ctx.payload
+    review = _Review(ctx, policy)
+    tools = review.tool_list("tools", _tool_name)
+    functions = review.tool_list("functions", lambda f: f.get("name") if isinstance(f, dict) else None)
+    choice = payload.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        _allowed_tools_choice(review, choice, tools)
+    elif choice is not None:
+        review.choice("tool_choice", choice, _named(choice, "tool_choice"), tools, "tools" in review.changes)
+    legacy_choice = payload.get("function_call")
+    if legacy_choice is not None:
+        review.choice("function_call", legacy_choice, _named(legacy_choice, "function_call"), functions,
+                      "functions" in review.changes)
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        review.history(messages)
+    ctx.extra[OFFERED_KEY] = frozenset(review.offered - {""})
+    if not review.violations or policy.mode == "audit_only":
+        return
+    if policy.mode == "block":
+        raise PolicyViolation(f"role {policy.role!r} may not use: " + "; ".join(review.violations),
+                              param="tools")
+    _apply(payload, review.changes)
+
+
+def _apply(payload: dict[str, Any], changes: dict[str, Any]) -> None:
+    for field, value in changes.items():
+        if value is None:
+            payload.pop(field, None)
+        else:
+            payload[field] = value
+    if changes.get("tools") == []:
+        for field in ("tools", "tool_choice", "parallel_tool_calls"):
+            payload.pop(field, None)
+    if changes.get("functions") == []:
+        for field in ("functions", "function_call"):
+            payload.pop(field, None)

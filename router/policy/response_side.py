@@ -1,12 +1,76 @@
-"""Response side: check every tool call in a whole answer. (Stub.)"""
+"""Response side: check every tool call in a whole (non-streamed) answer.
+
+A call passes only when the role allows it (conditions included) and the filtered request offered the
+tool, so a manipulated model cannot call something nobody offered. ``strip`` removes the other calls,
+turns ``finish_reason`` ``tool_calls`` into ``stop`` when none is left and appends a notice to the
+content; ``block`` raises PolicyViolation (the client gets a 403 instead of the answer); ``audit_only``
+only records.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from router.context import RequestContext
+from router.errors import PolicyViolation
+from router.policy.decide import ToolPolicy, decide_call, policy_for
+from router.policy.events import record_decision
+from router.policy.request_side import OFFERED_KEY, POLICY_KEY, call_arguments
+
+
+def policy_of(ctx: RequestContext) -> tuple[ToolPolicy, frozenset[str]]:
+    """The policy and offered tools fixed by the request side (nothing offered if it did not run)."""
+    policy = ctx.extra.get(POLICY_KEY) or policy_for(ctx.snapshot, ctx.role)
+    return policy, ctx.extra.get(OFFERED_KEY, frozenset())
+
+
+def with_notice(content: Any, notices: list[str]) -> str:
+    text = "\n".join(notices)
+    return f"{content}\n\n{text}" if isinstance(content, str) and content else text
 
 
 def filter_completion(ctx: RequestContext, data: dict[str, Any]) -> bool:
     """Strip or block disallowed tool calls in ``data`` in place; return True when it changed."""
-    return False
+    choices = data.get("choices")
+    if not isinstance(choices, list):
+        return False
+    policy, offered = policy_of(ctx)
+    violations: list[str] = []
+    changed = False
+    for choice in choices:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            continue
+        notices: list[str] = []
+        calls = message.get("tool_calls")
+        if isinstance(calls, list) and calls:
+            kept = [call for call in calls if _check(ctx, policy, offered, call, violations, notices)]
+            if len(kept) != len(calls) and policy.mode == "strip":
+                if kept:
+                    message["tool_calls"] = kept
+                else:
+                    message.pop("tool_calls", None)
+        legacy = message.get("function_call")
+        if isinstance(legacy, dict) and not _check(ctx, policy, offered, {"function": legacy}, violations, notices) \
+                and policy.mode == "strip":
+            message.pop("function_call", None)
+        if notices and policy.mode == "strip":
+            changed = True
+            message["content"] = with_notice(message.get("content"), notices)
+            if not message.get("tool_calls") and not message.get("function_call") \
+                    and choice.get("finish_reason") in ("tool_calls", "function_call"):
+                choice["finish_reason"] = "stop"
+    if violations and policy.mode == "block":
+        raise PolicyViolation(f"the model called a tool role {policy.role!r} may not use: " + "; ".join(violations))
+    return changed
+
+
+def _check(ctx: RequestContext, policy: ToolPolicy, offered: frozenset[str], call: Any, violations: list[str],
+           notices: list[str]) -> bool:
+    name, args = call_arguments(call) if isinstance(call, dict) else (None, None)
+    decision = decide_call(policy, offered, name, args)
+    record_decision(ctx, policy, name, decision, "response")
+    if not decision.allowed:
+        violations.append(f"tool {name!r}: {decision.reason}")
+        notices.append(policy.notice_for(str(name), decision.reason))
+    return decision.allowed

@@ -8,17 +8,37 @@ socket timeouts), so each caller decides whether to fail open or closed.
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol
 
 
 class CountersUnavailable(Exception):
     """The shared counter store cannot be reached."""
 
 
+class Gate(NamedTuple):
+    """One cap checked by :meth:`Counters.take`: refuse when ``key`` is already at ``limit``, else add ``amount``."""
+
+    key: str
+    amount: float
+    limit: float
+    ttl: float
+
+
+class Refusal(NamedTuple):
+    """Which gate refused (its index), the counter's value, and seconds until that counter expires (-1: none)."""
+
+    index: int
+    value: float
+    ttl: float
+
+
 class Counters(Protocol):
     backend: str
 
     async def add(self, key: str, amount: float, ttl: float) -> float: ...
+
+    async def take(self, gates: Sequence[Gate]) -> Refusal | None: ...
 
     async def get_many(self, keys: list[str]) -> list[float]: ...
 
@@ -70,6 +90,19 @@ class MemoryCounters:
         self._sweep()
         return value
 
+    async def take(self, gates: Sequence[Gate]) -> Refusal | None:
+        """Check every gate, then add to all of them or to none (atomic: no await in between)."""
+        for index, gate in enumerate(gates):
+            value = float(self._live(gate.key) or 0.0)
+            if value >= gate.limit:
+                entry = self._values.get(gate.key)
+                expires = entry[1] if entry is not None else None
+                return Refusal(index, value, -1.0 if expires is None else max(0.0, expires - time.monotonic()))
+        for gate in gates:
+            if gate.amount > 0:
+                await self.add(gate.key, gate.amount, gate.ttl)
+        return None
+
     async def get_many(self, keys: list[str]) -> list[float]:
         return [float(self._live(key) or 0.0) for key in keys]
 
@@ -98,6 +131,24 @@ if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) 
 return value
 """
 
+# All or nothing over several caps in one round trip. KEYS: the counters; ARGV: amount, limit, ttl_ms per key.
+# Returns {} when every gate passed (and was added to), else {index (1-based), value, pttl} of the first refusal.
+_TAKE_SCRIPT = """
+for i, key in ipairs(KEYS) do
+  local value = tonumber(redis.call('GET', key) or '0')
+  if value >= tonumber(ARGV[3 * i - 1]) then
+    return {i, tostring(value), redis.call('PTTL', key)}
+  end
+end
+for i, key in ipairs(KEYS) do
+  if tonumber(ARGV[3 * i - 2]) > 0 then
+    redis.call('INCRBYFLOAT', key, ARGV[3 * i - 2])
+    if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[3 * i]) end
+  end
+end
+return {}
+"""
+
 
 class RedisCounters:
     """Counters shared by every replica pointed at the same Redis."""
@@ -111,6 +162,7 @@ class RedisCounters:
         self._redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                         health_check_interval=15, decode_responses=True)
         self._add = self._redis.register_script(_ADD_SCRIPT)
+        self._take = self._redis.register_script(_TAKE_SCRIPT)
 
     async def _call(self, coro: Any) -> Any:
         from redis.exceptions import RedisError
@@ -123,6 +175,19 @@ class RedisCounters:
     async def add(self, key: str, amount: float, ttl: float) -> float:
         value = await self._call(self._add(keys=[self.prefix + key], args=[amount, max(1, int(ttl * 1000))]))
         return float(value)
+
+    async def take(self, gates: Sequence[Gate]) -> Refusal | None:
+        """Check and add in one atomic script, so replicas cannot all slip under a cap at once."""
+        if not gates:
+            return None
+        args: list[float | int] = []
+        for gate in gates:
+            args += [gate.amount, gate.limit, max(1, int(gate.ttl * 1000))]
+        reply = await self._call(self._take(keys=[self.prefix + gate.key for gate in gates], args=args))
+        if not reply:
+            return None
+        index, value, pttl = reply
+        return Refusal(int(index) - 1, float(value), -1.0 if int(pttl) < 0 else int(pttl) / 1000)
 
     async def get_many(self, keys: list[str]) -> list[float]:
         if not keys:

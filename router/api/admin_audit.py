@@ -1,0 +1,37 @@
+"""``GET /admin/audit``: policy decisions from the audit trail, newest first; ``/admin/audit/verify`` checks
+the hash chain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+
+from router.api.admin_auth import require_admin
+from router.commands.audit import filter_from, with_time
+from router.errors import InvalidRequest
+from router.ledger import audit_chain
+from router.ledger.timerange import TimeRangeError
+from router.state import RouterState
+
+api = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+@api.get("/audit", summary="Query the audit trail (time range, agent, role, tool, action, request id)")
+async def list_audit(since: str | None = Query(None, alias="from"), until: str | None = Query(None, alias="to"),
+                     agent: str | None = None, role: str | None = None, tool: str | None = None,
+                     action: str | None = None, request_id: str | None = None, limit: int = Query(100, ge=1),
+                     state: RouterState = Depends(require_admin)) -> Any:
+    try:
+        where = filter_from({"since": since, "until": until, "agent": agent, "role": role, "tool": tool,
+                             "action": action, "request_id": request_id, "limit": limit})
+    except TimeRangeError as exc:
+        raise InvalidRequest(str(exc)) from None
+    rows = await state.database.run(audit_chain.list_events, state.database, where)
+    return {"object": "list", "data": with_time(rows)}
+
+
+@api.get("/audit/verify", summary="Walk the audit hash chain")
+async def verify_audit(state: RouterState = Depends(require_admin)) -> Any:
+    result = await state.database.run(audit_chain.verify, state.database)
+    return {"ok": result.ok, "checked": result.checked, "problem": result.problem, "seq": result.seq}

@@ -1,0 +1,173 @@
+"""Usage records: what one finished request leaves in the ledger.
+
+Each request gives one ``request`` row (its final outcome: the deployment that served it, or the last one
+tried, its tokens and cost) and one ``attempt`` row per upstream attempt (fallbacks included; a failed
+attempt has 0 tokens, status ``error`` and the error text). A request refused before any attempt (400, 401,
+403, 404, 413, 429, 503) has only its ``request`` row, with attempt 0, status ``refused`` and no deployment.
+Reports count requests from ``request`` rows and attempts from ``attempt`` rows, and sum tokens and cost over
+``request`` rows only, so nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from router.config.schema import DeploymentSpec
+from router.context import RequestContext
+from router.ledger.cost import cost_of_tokens, request_cost, to_nano, token_counts
+from router.ledger.estimate import CHUNKS_KEY, TEXT_KEY, Estimate
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    ts: float
+    day: str
+    kind: str
+    request_id: str
+    attempt: int
+    agent: str | None
+    role: str | None
+    rule: str | None
+    requested_model: str | None
+    deployment: str | None
+    provider: str | None
+    model: str | None
+    status: str
+    http_status: int | None
+    error: str | None
+    latency_ms: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_nano: int | None = 0
+    price_known: int | None = None
+    estimated: int = 0
+    policy_outcome: str = "none"
+    stream: int = 0
+
+    def row(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in COLUMNS)
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
+
+
+@dataclass(slots=True)
+class FinishedRequest:
+    """The records and audit events of one request, waiting in the writer's queue."""
+
+    records: list[UsageRecord]
+    audit_events: list[dict[str, Any]] = field(default_factory=list)
+    estimate: Estimate | None = None
+    deployment: DeploymentSpec | None = None
+
+    @property
+    def request_id(self) -> str:
+        if self.records:
+            return self.records[0].request_id
+        return str(self.audit_events[0].get("request_id")) if self.audit_events else "?"
+
+    def resolve_estimate(self) -> None:
+        """Fill in estimated tokens and their cost (tokenizes: run it off the event loop)."""
+        if self.estimate is None:
+            return
+        estimate, self.estimate = self.estimate, None
+        prompt, completion = estimate.tokens()
+        cost, known = (cost_of_tokens(self.deployment, prompt, completion, 0) if self.deployment is not None
+                       else (None, None))
+        for record in _charged(self.records):
+            record.prompt_tokens, record.completion_tokens, record.cached_tokens = prompt, completion, 0
+            record.cost_nano, record.price_known, record.estimated = to_nano(cost), _flag(known), 1
+
+
+def _charged(records: list[UsageRecord]) -> list[UsageRecord]:
+    """The rows that carry the request's tokens: its ``request`` row and its last ``attempt`` row."""
+    charged = [records[0]]
+    if len(records) > 1:
+        charged.append(records[-1])
+    return charged
+
+
+def _flag(value: bool | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def policy_outcome(ctx: RequestContext) -> str:
+    """blocked | stripped | audit_only | none: what tool policy did to this request or its answer."""
+    actions = {entry.get("action") for entry in ctx.policy_summary}
+    if "blocked" in actions:
+        return "blocked"
+    if actions & {"stripped", "refused_name", "rewritten"}:
+        return "stripped"
+    if any(event.get("action") == "would_strip" for event in ctx.audit_events):
+        return "audit_only"
+    return "none"
+
+
+def _error_of(ctx: RequestContext) -> tuple[int | None, str | None]:
+    error = ctx.extra.get("error")
+    if error is None:
+        return None, None
+    return int(getattr(error, "status", 500)), str(getattr(error, "message", error))
+
+
+def from_context(ctx: RequestContext, status: str, now: float | None = None) -> FinishedRequest:
+    """Build the rows of a finished request. Cheap (no tokenizing, no I/O): called on the event loop."""
+    now = time.time() if now is None else now
+    request_cost(ctx)  # leaves ctx.extra["cost_usd"] for anything that reads it after the ledger
+    day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+    served = ctx.served_by
+    http_status, error = _error_of(ctx)
+    if status == "ok":
+        final_status, http_status, error = "ok", 200, None
+    elif served is None:
+        final_status = "refused"
+    else:
+        final_status = "error"
+        error = error or served.error
+    if final_status != "ok" and http_status is None:
+        http_status = 500
+    spec = ctx.snapshot.deployments.get(served.deployment) if served is not None else None
+    prompt, completion, cached = token_counts(ctx.usage)
+    if spec is not None:
+        cost, known = cost_of_tokens(spec, prompt, completion, cached)
+    else:
+        cost, known = 0.0, None
+    common = {"agent": ctx.agent, "role": ctx.role, "rule": ctx.rule, "requested_model": ctx.requested_model or None,
+              "policy_outcome": policy_outcome(ctx), "stream": int(ctx.stream)}
+    request = UsageRecord(
+        ts=now, day=day, kind="request", request_id=ctx.request_id, attempt=len(ctx.attempts),
+        deployment=served.deployment if served else None, provider=served.provider if served else None,
+        model=served.model if served else None, status=final_status, http_status=http_status, error=error,
+        latency_ms=round((time.perf_counter() - ctx.started) * 1000, 3), prompt_tokens=prompt,
+        completion_tokens=completion, cached_tokens=cached, cost_nano=to_nano(cost), price_known=_flag(known),
+        **common)
+    records = [request]
+    for number, attempt in enumerate(ctx.attempts, start=1):
+        last = number == len(ctx.attempts)
+        records.append(UsageRecord(
+            ts=attempt.started, day=datetime.fromtimestamp(attempt.started, UTC).strftime("%Y-%m-%d"),
+            kind="attempt", request_id=ctx.request_id, attempt=number, deployment=attempt.deployment,
+            provider=attempt.provider, model=attempt.model, status="ok" if attempt.status == "ok" else "error",
+            http_status=None, error=attempt.error, latency_ms=round(attempt.latency_ms, 3),
+            prompt_tokens=prompt if last else 0, completion_tokens=completion if last else 0,
+            cached_tokens=cached if last else 0, cost_nano=to_nano(cost) if last else 0,
+            price_known=_flag(known) if last else _flag(_price_known(ctx, attempt.deployment)), **common))
+    finished = FinishedRequest(records, list(ctx.audit_events), deployment=spec)
+    if ctx.usage is None and spec is not None and served is not None and _answered(ctx, final_status):
+        finished.estimate = Estimate(payload=ctx.payload, model=served.model, text=ctx.extra.get(TEXT_KEY),
+                                     chunks=ctx.extra.get(CHUNKS_KEY))
+    return finished
+
+
+def _answered(ctx: RequestContext, status: str) -> bool:
+    """Whether an upstream produced (and presumably billed) an answer that reported no usage."""
+    return status == "ok" or bool(ctx.extra.get(CHUNKS_KEY)) or ctx.extra.get(TEXT_KEY) is not None
+
+
+def _price_known(ctx: RequestContext, deployment: str) -> bool | None:
+    spec = ctx.snapshot.deployments.get(deployment)
+    return None if spec is None else cost_of_tokens(spec, 0, 0, 0)[1]

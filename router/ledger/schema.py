@@ -1,0 +1,81 @@
+"""The ledger's tables, created and migrated by the router itself (``schema_versions``; see Database.migrate).
+
+Portable SQL only, so the same steps run on SQLite and PostgreSQL. Append new steps at the end; never
+edit a step that has shipped.
+"""
+
+from __future__ import annotations
+
+from router.ledger.records import COLUMNS
+from router.store.database import Database
+
+LEDGER_STEPS: list[str] = [
+    """
+    CREATE TABLE IF NOT EXISTS usage_records (
+        id {autoid},
+        ts DOUBLE PRECISION NOT NULL,
+        day TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        agent TEXT,
+        role TEXT,
+        rule TEXT,
+        requested_model TEXT,
+        deployment TEXT,
+        provider TEXT,
+        model TEXT,
+        status TEXT NOT NULL,
+        http_status INTEGER,
+        error TEXT,
+        latency_ms DOUBLE PRECISION NOT NULL,
+        prompt_tokens BIGINT NOT NULL,
+        completion_tokens BIGINT NOT NULL,
+        cached_tokens BIGINT NOT NULL,
+        cost_nano BIGINT,
+        price_known INTEGER,
+        estimated INTEGER NOT NULL,
+        policy_outcome TEXT NOT NULL,
+        stream INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS usage_records_ts ON usage_records (ts);
+    CREATE INDEX IF NOT EXISTS usage_records_request ON usage_records (request_id)
+    """,
+]
+
+AUDIT_STEPS: list[str] = [
+    """
+    CREATE TABLE IF NOT EXISTS audit_events (
+        seq BIGINT PRIMARY KEY,
+        ts DOUBLE PRECISION NOT NULL,
+        request_id TEXT,
+        agent TEXT,
+        role TEXT,
+        model TEXT,
+        tool TEXT,
+        action TEXT,
+        stage TEXT,
+        rule TEXT,
+        reason TEXT,
+        policy_version TEXT,
+        extra TEXT,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts);
+    CREATE TABLE IF NOT EXISTS audit_head (
+        id INTEGER PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        hash TEXT NOT NULL
+    )
+    """,
+]
+
+INSERT_USAGE = (f"INSERT INTO usage_records ({', '.join(COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in COLUMNS)})")
+
+
+def migrate(database: Database) -> None:
+    """Create or upgrade the ledger and audit tables (idempotent; safe with several replicas starting)."""
+    database.migrate("ledger", LEDGER_STEPS)
+    database.migrate("audit", AUDIT_STEPS)

@@ -1,0 +1,25 @@
+"""What a finished request used: tokens for the token windows, USD for the budgets.
+
+The cost is the ledger's own (:func:`router.ledger.cost.request_cost`: provider-reported usage at the
+deployment's prices, ``None`` when unknown), so budgets and finance reports agree.
+"""
+
+from __future__ import annotations
+
+from router.context import RequestContext
+from router.ledger.cost import request_cost, token_counts
+from router.tokens import CTX_KEY
+
+__all__ = ["request_cost", "tokens_used"]
+
+
+def tokens_used(ctx: RequestContext) -> int:
+    """Prompt + completion tokens as the provider reported them; else, for an answer that reported none, the
+    prompt estimate routing made (a lower bound)."""
+    if isinstance(ctx.usage, dict):
+        prompt, completion, _ = token_counts(ctx.usage)
+        return prompt + completion
+    served, estimate = ctx.served_by, ctx.extra.get(CTX_KEY)
+    if served is not None and served.status == "ok" and isinstance(estimate, int):
+        return estimate
+    return 0

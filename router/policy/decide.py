@@ -1,0 +1,194 @@
+"""A role's tool rules compiled into a :class:`ToolPolicy`, and the one function that decides a call.
+
+Order of a decision: the name must be safe (see :mod:`router.policy.names`); a deny pattern wins; then
+an allow pattern must match (no allow pattern matching means not allowed: least privilege); then every
+condition whose tool pattern matches is evaluated on the arguments, and a matching or undecidable
+condition denies. Pure and cheap: compiled once per snapshot and role.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from router.config.roles_schema import RoleSpec
+from router.errors import PolicyViolation
+from router.policy.conditions import CompiledCondition, ConditionError, compile_condition
+from router.policy.names import compile_pattern, safe_name
+
+DEFAULT_MAX_CALL_BYTES = 64 * 1024
+DEFAULT_NOTICE = "[agent-router] removed a call to tool '{tool}': not allowed for role '{role}' ({reason})"
+_CACHE_KEY = "tool_policies"
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Parsers disagree on which of two equal keys wins, so arguments that repeat a key are not checkable."""
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise _DuplicateKey("duplicate key")
+    return dict(pairs)
+
+
+@dataclass(frozen=True)
+class ToolDecision:
+    allowed: bool
+    rule: str
+    """Which rule decided: ``allow:<pattern>``, ``deny:<pattern>``, ``condition:<tool>#<n>``, ``default-deny``,
+    ``unsafe-name``, ``invalid-arguments``, ``no-role``."""
+    reason: str
+    pending: bool = False
+    """Allowed by name, but a condition applies and no arguments were given to check it."""
+
+
+@dataclass(frozen=True)
+class ToolPolicy:
+    role: str | None
+    mode: str
+    notice: str | None
+    allow: tuple[tuple[str, re.Pattern[str]], ...]
+    deny: tuple[tuple[str, re.Pattern[str]], ...]
+    conditions: tuple[CompiledCondition, ...]
+    version: str
+    max_call_bytes: int = DEFAULT_MAX_CALL_BYTES
+
+    def has_conditions_for(self, canonical: str) -> bool:
+        return any(cond.matcher.fullmatch(canonical) for cond in self.conditions)
+
+    def notice_for(self, tool: str, reason: str) -> str:
+        """The configured notice (placeholders ``{tool}``, ``{role}``, ``{reason}``) for one removed call."""
+        template = self.notice or DEFAULT_NOTICE
+        return (template.replace("{tool}", tool).replace("{role}", self.role or "(none)")
+                .replace("{reason}", reason))
+
+
+NO_ROLE = ToolPolicy(role=None, mode="strip", notice=None, allow=(), deny=(), conditions=(), version="none")
+"""Callers whose role is unknown get no tools at all (fail closed)."""
+
+
+def policy_version(name: str, role: RoleSpec) -> str:
+    """A short hash of the role's tool policy as configured, recorded with every audit event."""
+    body = {"role": name, "tools": role.tools.model_dump(mode="json", by_alias=True),
+            "on_violation": role.on_violation, "notice": role.notice}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def compile_role(name: str, role: RoleSpec, max_call_bytes: int = DEFAULT_MAX_CALL_BYTES) -> ToolPolicy:
+    """Compile one role; ConditionError with a location (relative to the role) when any part is invalid."""
+    if not role.models and not role.tools.allow:
+        raise ConditionError(f"role {name!r} is empty: it grants no models and no tools (list models and/or "
+                             "tools.allow)")
+    patterns: dict[str, list[tuple[str, re.Pattern[str]]]] = {"allow": [], "deny": []}
+    for kind in ("allow", "deny"):
+        for i, text in enumerate(getattr(role.tools, kind)):
+            try:
+                patterns[kind].append((text, compile_pattern(text)))
+            except ValueError as exc:
+                raise ConditionError(str(exc), ("tools", kind, i)) from None
+    conditions = []
+    for i, cond in enumerate(role.tools.conditions):
+        loc: tuple[str | int, ...] = ("tools", "conditions", i)
+        try:
+            matcher = compile_pattern(cond.tool)
+        except ValueError as exc:
+            raise ConditionError(str(exc), (*loc, "tool")) from None
+        evaluate = compile_condition(cond.when, (*loc, "when"))
+        conditions.append(CompiledCondition(cond.tool, matcher, evaluate, f"condition:{cond.tool}#{i}", cond.reason))
+    return ToolPolicy(role=name, mode=role.on_violation, notice=role.notice, allow=tuple(patterns["allow"]),
+                      deny=tuple(patterns["deny"]), conditions=tuple(conditions),
+                      version=policy_version(name, role), max_call_bytes=max_call_bytes)
+
+
+def max_call_bytes_of(policy_section: dict[str, Any]) -> int:
+    value = policy_section.get("max_tool_call_bytes", DEFAULT_MAX_CALL_BYTES)
+    if isinstance(value, bool) or not isinstance(value, int) or not 256 <= value <= 16 * 1024 * 1024:
+        raise ConditionError("policy.max_tool_call_bytes must be an integer between 256 and 16777216",
+                             ("max_tool_call_bytes",))
+    return value
+
+
+def compile_all(roles: dict[str, RoleSpec], policy_section: dict[str, Any]) -> dict[str, ToolPolicy]:
+    limit = max_call_bytes_of(policy_section)
+    return {name: compile_role(name, role, limit) for name, role in roles.items()}
+
+
+def policy_for(snapshot: Any, role: str | None) -> ToolPolicy:
+    """The compiled policy of ``role`` in ``snapshot`` (compiled at load; lazily for hand-built snapshots).
+
+    No role: :data:`NO_ROLE`. A role the snapshot does not define, or whose policy does not compile,
+    refuses the request: a permission decision that cannot be made never lets anything through.
+    """
+    if role is None:
+        return NO_ROLE
+    cache: dict[str, ToolPolicy] | None = snapshot.extras.get(_CACHE_KEY)
+    if cache is not None and role in cache:
+        return cache[role]
+    spec = snapshot.roles.get(role)
+    if spec is None:
+        raise PolicyViolation(f"role {role!r} has no tool policy in the running config", code="policy_unavailable")
+    try:
+        section = snapshot.spec.policy if snapshot.spec is not None else {}
+        compiled = compile_role(role, spec, max_call_bytes_of(section))
+    except ConditionError as exc:
+        raise PolicyViolation(f"the tool policy of role {role!r} does not load: {exc}",
+                              code="policy_unavailable") from None
+    snapshot.extras.setdefault(_CACHE_KEY, {})[role] = compiled
+    return compiled
+
+
+def decide(policy: ToolPolicy, name: object, arguments: str | None = None) -> ToolDecision:
+    """May a call to tool ``name`` with ``arguments`` (JSON text, or None when not known yet) go ahead?"""
+    canonical = safe_name(name)
+    if canonical is None:
+        return ToolDecision(False, "unsafe-name", f"tool name {name!r} is outside the safe character set "
+                                                  "(a-z 0-9 _ . : -, at most 64 after normalisation)")
+    if policy.role is None:
+        return ToolDecision(False, "no-role", "no role was resolved for this caller, so no tools are allowed")
+    for text, pattern in policy.deny:
+        if pattern.fullmatch(canonical):
+            return ToolDecision(False, f"deny:{text}", f"tool '{canonical}' matches deny pattern '{text}'")
+    allowed_by = next((text for text, pattern in policy.allow if pattern.fullmatch(canonical)), None)
+    if allowed_by is None:
+        return ToolDecision(False, "default-deny", f"tool '{canonical}' is not in the allow list of role "
+                                                   f"'{policy.role}'")
+    applicable = [cond for cond in policy.conditions if cond.matcher.fullmatch(canonical)]
+    if not applicable:
+        return ToolDecision(True, f"allow:{allowed_by}", f"tool '{canonical}' matches allow pattern '{allowed_by}'")
+    if arguments is None:
+        return ToolDecision(True, f"allow:{allowed_by}", f"tool '{canonical}' is allowed; its arguments are checked "
+                                                         "on each call", pending=True)
+    try:
+        parsed = orjson.loads(arguments)
+        if "{" in arguments:
+            json.loads(arguments, object_pairs_hook=_no_duplicate_keys)
+    except (orjson.JSONDecodeError, _DuplicateKey):
+        return ToolDecision(False, "invalid-arguments", f"arguments of '{canonical}' are not valid JSON (or repeat "
+                                                        "a key), so its conditions cannot be checked")
+    if not isinstance(parsed, dict):
+        return ToolDecision(False, "invalid-arguments", f"arguments of '{canonical}' are not a JSON object")
+    for cond in applicable:
+        verdict = cond.evaluate(parsed)
+        if verdict is None:
+            return ToolDecision(False, cond.rule, f"condition on '{cond.tool}' cannot be evaluated on these "
+                                                  "arguments (missing value or wrong type)")
+        if verdict:
+            return ToolDecision(False, cond.rule, cond.reason or f"arguments of '{canonical}' match a denying "
+                                                                 "condition")
+    return ToolDecision(True, f"allow:{allowed_by}", f"tool '{canonical}' is allowed and its arguments pass "
+                                                     f"{len(applicable)} condition(s)")
+
+
+def decide_call(policy: ToolPolicy, offered: frozenset[str], name: object, arguments: str | None) -> ToolDecision:
+    """Decide a call the model made: the role must allow it AND the (filtered) request must have offered it."""
+    decision = decide(policy, name, arguments)
+    if decision.allowed and safe_name(name) not in offered:
+        return ToolDecision(False, "not-offered", f"tool '{safe_name(name)}' was not offered in the request")
+    return decision

@@ -1,0 +1,68 @@
+"""Turn tool decisions into audit events (``ctx.audit_events``) and the client-visible summary.
+
+Actions: ``allowed``, ``stripped``, ``blocked``, ``would_strip`` (audit_only), ``refused_name`` (a name outside
+the safe alphabet, stripped), ``rewritten`` (a ``tool_choice``/``function_call`` changed because of stripping).
+Stages: ``request`` (tools, functions, tool_choice), ``history`` (calls in past assistant messages),
+``response`` (a whole answer), ``stream`` (a streamed answer).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from router.context import RequestContext
+from router.policy.decide import ToolDecision, ToolPolicy
+
+
+def action_for(policy: ToolPolicy, decision: ToolDecision) -> str:
+    """What enforcing ``decision`` under the role's mode means."""
+    if decision.allowed:
+        return "allowed"
+    if policy.mode == "audit_only":
+        return "would_strip"
+    if policy.mode == "block":
+        return "blocked"
+    return "refused_name" if decision.rule == "unsafe-name" else "stripped"
+
+
+def record(ctx: RequestContext, policy: ToolPolicy, tool: object, action: str, stage: str, rule: str,
+           reason: str) -> None:
+    """Append one audit event; a change the client should know about also goes into ``ctx.policy_summary``."""
+    name = tool if isinstance(tool, str) or tool is None else repr(tool)
+    ctx.audit_events.append({
+        "ts": time.time(), "request_id": ctx.request_id, "agent": ctx.agent, "role": ctx.role,
+        "model": ctx.requested_model, "tool": name, "action": action, "stage": stage, "rule": rule,
+        "reason": reason, "policy_version": policy.version,
+    })
+    if action in ("stripped", "blocked", "refused_name", "rewritten"):
+        summary: dict[str, Any] = {"tool": name, "action": action, "reason": reason, "stage": stage}
+        ctx.policy_summary.append(summary)
+
+
+def record_decision(ctx: RequestContext, policy: ToolPolicy, tool: object, decision: ToolDecision,
+                    stage: str) -> str:
+    action = action_for(policy, decision)
+    record(ctx, policy, tool, action, stage, decision.rule, decision.reason)
+    return action
+
+
+MAX_HEADER_CHARS = 4096
+
+
+def summary_header(summary: list[dict[str, Any]]) -> str:
+    """The ``x-agent-router-policy`` value: ASCII-only JSON (header values are latin-1), kept under 4 KiB.
+
+    Entries that do not fit are counted in a final ``{"truncated": n}`` entry.
+    """
+    kept: list[dict[str, Any]] = []
+    size = 2
+    for i, entry in enumerate(summary):
+        text = json.dumps(entry, ensure_ascii=True, separators=(",", ":"))
+        if size + len(text) + 1 > MAX_HEADER_CHARS - 32:
+            kept.append({"truncated": len(summary) - i})
+            break
+        kept.append(entry)
+        size += len(text) + 1
+    return json.dumps(kept, ensure_ascii=True, separators=(",", ":"))

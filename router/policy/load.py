@@ -1,0 +1,30 @@
+"""Compile every role's tool policy at config load, so a bad pattern or condition refuses the config.
+
+Problems carry the file and line of the offending entry. A condition's JSON path is checked for syntax
+only: the tools' argument schemas arrive with each request, not in the config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from router.config.errors import ConfigProblem
+from router.config.yaml_source import YamlDoc
+from router.policy.conditions import ConditionError
+from router.policy.decide import DEFAULT_MAX_CALL_BYTES, ToolPolicy, compile_role, max_call_bytes_of
+
+
+def compile_tool_policies(spec: Any, doc: YamlDoc, problems: list[ConfigProblem]) -> dict[str, ToolPolicy]:
+    """Compiled policies by role name; each problem found is appended to ``problems``."""
+    try:
+        limit = max_call_bytes_of(spec.policy)
+    except ConditionError as exc:
+        problems.append(doc.problem(("policy", *exc.loc), str(exc)))
+        limit = DEFAULT_MAX_CALL_BYTES
+    compiled: dict[str, ToolPolicy] = {}
+    for name, role in spec.roles.items():
+        try:
+            compiled[name] = compile_role(name, role, limit)
+        except ConditionError as exc:
+            problems.append(doc.problem(("roles", name, *exc.loc), f"roles.{name}: {exc}"))
+    return compiled

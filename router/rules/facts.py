@@ -1,0 +1,68 @@
+"""The facts about one request that rule conditions test, read from the context (lazily where costly)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from router.context import RequestContext
+from router.tokens import prompt_tokens
+
+HEADER_PREFIX = "x-agent-router-"
+
+
+def header_name(name: str) -> str:
+    """Rule files may write ``team`` for the header ``x-agent-router-team``."""
+    name = name.lower()
+    return name if name.startswith(HEADER_PREFIX) else HEADER_PREFIX + name
+
+
+class RequestFacts:
+    """What a rule may ask about a request. The prompt's token count is computed on first use only."""
+
+    __slots__ = ("ctx",)
+
+    def __init__(self, ctx: RequestContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def model(self) -> str:
+        return self.ctx.requested_model
+
+    @property
+    def agent(self) -> str | None:
+        return self.ctx.agent
+
+    @property
+    def role(self) -> str | None:
+        return self.ctx.role
+
+    @property
+    def user(self) -> str | None:
+        user = self.ctx.payload.get("user")
+        return user if isinstance(user, str) else None
+
+    def header(self, name: str) -> str | None:
+        return self.ctx.headers.get(name)
+
+    def metadata(self, key: str) -> str | None:
+        metadata = self.ctx.payload.get("metadata")
+        if not isinstance(metadata, dict) or key not in metadata:
+            return None
+        value: Any = metadata[key]
+        return value if isinstance(value, str) else str(value)
+
+    @property
+    def tools_offered(self) -> bool:
+        return bool(self.ctx.payload.get("tools") or self.ctx.payload.get("functions"))
+
+    @property
+    def stream(self) -> bool:
+        return self.ctx.stream
+
+    @property
+    def prompt_tokens(self) -> int:
+        return prompt_tokens(self.ctx)
+
+    @property
+    def sticky_keys(self) -> dict[str, str | None]:
+        return {"agent": self.agent, "user": self.user}

@@ -1,0 +1,132 @@
+"""Compiled routes: turn a matched rule into the ordered deployments to try, with a note of why.
+
+A chain is used as written. A split picks one arm by weight (randomly, or by a hash of agent+rule when
+sticky) and keeps the other arms' deployments after it as fallbacks. A strategy orders its whole pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from router.deployment_stats import DeploymentStats
+from router.rules import strategies
+from router.rules.facts import RequestFacts
+
+Random = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    deployments: tuple[str, ...]
+    reason: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Route:
+    set_params: dict[str, Any]
+    cap_params: dict[str, Any]
+
+    def resolve(self, facts: RequestFacts, rule: str, stats: DeploymentStats | None, rand: Random) -> Resolved:
+        raise NotImplementedError
+
+    @property
+    def needs_tokens(self) -> bool:
+        return False
+
+    def references(self) -> tuple[str, ...]:
+        """Every deployment this route can send to."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ChainRoute(Route):
+    deployments: tuple[str, ...]
+    model: str | None = None
+    """Set when the chain is a public model's (``route: {model: fast}``)."""
+    set_params: dict[str, Any] = field(default_factory=dict)
+    cap_params: dict[str, Any] = field(default_factory=dict)
+
+    def resolve(self, facts: RequestFacts, rule: str, stats: DeploymentStats | None, rand: Random) -> Resolved:
+        source = f"the chain of model {self.model!r}" if self.model else f"chain {list(self.deployments)}"
+        return Resolved(self.deployments, source, {"kind": "chain", "model": self.model})
+
+    def references(self) -> tuple[str, ...]:
+        return self.deployments
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    name: str
+    weight: float
+    deployments: tuple[str, ...]
+
+
+def sticky_fraction(rule: str, key: str) -> float:
+    """A stable number in [0, 1) for (rule, key): the same agent lands on the same arm on every replica."""
+    digest = hashlib.sha256(f"{rule}\x00{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass(frozen=True)
+class SplitRoute(Route):
+    arms: tuple[Arm, ...]
+    sticky: str | None = None
+    set_params: dict[str, Any] = field(default_factory=dict)
+    cap_params: dict[str, Any] = field(default_factory=dict)
+
+    def resolve(self, facts: RequestFacts, rule: str, stats: DeploymentStats | None, rand: Random) -> Resolved:
+        key = facts.sticky_keys.get(self.sticky) if self.sticky else None
+        point = sticky_fraction(rule, key) if key else rand()
+        total = sum(arm.weight for arm in self.arms)
+        chosen, edge = self.arms[-1], 0.0
+        for arm in self.arms:
+            edge += arm.weight / total
+            if point < edge:
+                chosen = arm
+                break
+        ordered = list(chosen.deployments)
+        for arm in self.arms:
+            ordered.extend(name for name in arm.deployments if name not in ordered)
+        how = f"sticky by {self.sticky} {key!r}" if key else "random"
+        share = f"{chosen.weight / total:.0%}"
+        return Resolved(tuple(ordered), f"split arm {chosen.name!r} ({share}, {how})",
+                        {"kind": "split", "arm": chosen.name, "sticky": self.sticky, "sticky_key": key,
+                         "arms": [{"name": a.name, "weight": a.weight, "deployments": list(a.deployments)}
+                                  for a in self.arms]})
+
+    def references(self) -> tuple[str, ...]:
+        return tuple(name for arm in self.arms for name in arm.deployments)
+
+
+@dataclass(frozen=True)
+class StrategyRoute(Route):
+    strategy: str
+    pool: tuple[strategies.PoolMember, ...]
+    set_params: dict[str, Any] = field(default_factory=dict)
+    cap_params: dict[str, Any] = field(default_factory=dict)
+
+    def resolve(self, facts: RequestFacts, rule: str, stats: DeploymentStats | None, rand: Random) -> Resolved:
+        names = [member.name for member in self.pool]
+        if self.strategy == "cheapest":
+            ordered, notes = strategies.cheapest(self.pool, facts.prompt_tokens)
+        elif self.strategy == "lowest_latency":
+            ordered, notes = strategies.lowest_latency(names, stats)
+        else:
+            ordered, notes = strategies.least_busy(names, stats)
+        return Resolved(tuple(ordered), f"strategy {self.strategy} over {len(names)} deployments",
+                        {"kind": "strategy", "strategy": self.strategy, "ranking": notes})
+
+    @property
+    def needs_tokens(self) -> bool:
+        return self.strategy == "cheapest"
+
+    def references(self) -> tuple[str, ...]:
+        return tuple(member.name for member in self.pool)
+
+
+def default_random() -> float:
+    return random.random()

@@ -1,0 +1,183 @@
+"""Estimate prompt sizes in tokens with tiktoken, offline, before any provider is asked.
+
+Encodings: ``o200k_base`` for gpt-4o, gpt-4.1, gpt-4.5, gpt-5, chatgpt-4o and the o-series (o1, o3, o4...);
+``cl100k_base`` for older OpenAI chat models (gpt-4, gpt-3.5) and, as the documented fallback, for every
+other vendor (Anthropic, Google, Mistral... count differently, typically within about 10-20%: good enough to
+choose a route or a context window, never to bill). Image parts count a flat 85 tokens each (OpenAI's
+low-detail figure), audio and files nothing: the estimate is a lower bound for multimodal prompts.
+
+tiktoken needs its BPE files; the router never downloads them. When ``TIKTOKEN_CACHE_DIR`` is unset it
+points at the copies the litellm package ships (found without importing litellm). Encodings load once, on
+first use (about 0.2-0.9 s each), guarded by a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    import tiktoken
+
+    from router.context import RequestContext
+
+log = logging.getLogger("agent_router.tokens")
+
+FALLBACK_ENCODING = "cl100k_base"
+IMAGE_PART_TOKENS = 85
+# Per-message overhead of the chat format (role markers), and the reply priming, as OpenAI documents them.
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+REPLY_PRIMING = 3
+
+_O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "chatgpt-4o", "o1", "o3", "o4", "gpt-oss")
+_CL100K_PREFIXES = ("gpt-4", "gpt-3.5", "gpt-35", "text-embedding-3", "text-embedding-ada")
+
+_lock = threading.Lock()
+_encodings: dict[str, tiktoken.Encoding] = {}
+_preloading = False
+
+CTX_KEY = "prompt_tokens"
+
+
+def encoding_name(model: str) -> str:
+    """The tiktoken encoding for ``model`` (a provider prefix such as ``openai/`` is ignored)."""
+    name = model.lower().rsplit("/", 1)[-1]
+    if name.startswith(_O200K_PREFIXES):
+        return "o200k_base"
+    if name.startswith(_CL100K_PREFIXES):
+        return "cl100k_base"
+    return FALLBACK_ENCODING
+
+
+def _use_bundled_bpe_files() -> None:
+    if os.environ.get("TIKTOKEN_CACHE_DIR"):
+        return
+    from router.model_catalog import litellm_package_dir
+
+    folder = litellm_package_dir()
+    if folder is not None:
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(folder / "litellm_core_utils" / "tokenizers")
+
+
+def get_encoding(name: str) -> tiktoken.Encoding:
+    encoding = _encodings.get(name)
+    if encoding is not None:
+        return encoding
+    with _lock:
+        encoding = _encodings.get(name)
+        if encoding is None:
+            _use_bundled_bpe_files()
+            import tiktoken
+
+            encoding = _encodings[name] = tiktoken.get_encoding(name)
+        return encoding
+
+
+def preload_encodings() -> None:
+    """Load the encodings in a background thread (once per process), so the first request that needs a
+    count does not wait for the BPE files to be parsed on the event loop."""
+    global _preloading
+    with _lock:
+        if _preloading:
+            return
+        _preloading = True
+
+    def load() -> None:
+        try:
+            for name in ("o200k_base", "cl100k_base"):
+                get_encoding(name)
+        except Exception as exc:  # the first request will raise it properly; here it is only a head start
+            log.warning("tiktoken encodings could not be preloaded: %s", exc)
+
+    threading.Thread(target=load, name="tiktoken-preload", daemon=True).start()
+
+
+def count_text_tokens(text: str, model: str) -> int:
+    """Tokens in plain text (for example a streamed answer whose usage the upstream did not report)."""
+    if not text:
+        return 0
+    return len(get_encoding(encoding_name(model)).encode_ordinary(text))
+
+
+def _content_parts(content: Any) -> tuple[list[str], int]:
+    """The text pieces of a message's content, and how many image parts it has."""
+    if isinstance(content, str):
+        return [content], 0
+    texts: list[str] = []
+    images = 0
+    if isinstance(content, list):
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            if isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif isinstance(part.get("refusal"), str):
+                texts.append(part["refusal"])
+            elif part.get("type") == "image_url":
+                images += 1
+    return texts, images
+
+
+def _message_texts(message: dict[str, Any]) -> tuple[list[str], int, int]:
+    """(texts, image parts, fixed overhead tokens) of one chat message."""
+    texts, images = _content_parts(message.get("content"))
+    overhead = TOKENS_PER_MESSAGE
+    role = message.get("role")
+    if isinstance(role, str):
+        texts.append(role)
+    name = message.get("name")
+    if isinstance(name, str):
+        texts.append(name)
+        overhead += TOKENS_PER_NAME
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            texts.extend(v for v in (function.get("name"), function.get("arguments")) if isinstance(v, str))
+    function_call = message.get("function_call")
+    if isinstance(function_call, dict):
+        texts.extend(v for v in (function_call.get("name"), function_call.get("arguments")) if isinstance(v, str))
+    return texts, images, overhead
+
+
+def estimate_prompt_tokens(payload: dict[str, Any], model: str) -> int:
+    """Tokens the prompt of a chat request will take: messages (text parts, names, tool-call arguments)
+    plus the JSON of the tools or functions offered. An estimate (see the module docstring)."""
+    encoding = get_encoding(encoding_name(model))
+    total = REPLY_PRIMING
+    pieces: list[str] = []
+    for message in payload.get("messages") or []:
+        if not isinstance(message, dict):
+            continue
+        texts, images, overhead = _message_texts(message)
+        pieces.extend(texts)
+        total += overhead + images * IMAGE_PART_TOKENS
+    for name in ("tools", "functions"):
+        offered = payload.get(name)
+        if offered:
+            pieces.append(orjson.dumps(offered).decode())
+    return total + sum(len(encoding.encode_ordinary(piece)) for piece in pieces)
+
+
+def prompt_tokens(ctx: RequestContext) -> int:
+    """The request's prompt estimate, computed once and kept on ``ctx.extra["prompt_tokens"]``.
+
+    The encoding follows the requested model, or for a public model name its primary deployment's model.
+    """
+    cached = ctx.extra.get(CTX_KEY)
+    if isinstance(cached, int):
+        return cached
+    tokens = estimate_prompt_tokens(ctx.payload, _upstream_model(ctx))
+    ctx.extra[CTX_KEY] = tokens
+    return tokens
+
+
+def _upstream_model(ctx: RequestContext) -> str:
+    """A public alias (``fast``) says nothing of the tokenizer: count as its primary deployment's model."""
+    chain = ctx.snapshot.models.get(ctx.requested_model)
+    deployment = ctx.snapshot.deployments.get(chain[0]) if chain else None
+    return deployment.model if deployment is not None else ctx.requested_model
