@@ -38,3 +38,8 @@ def start_router(tmp_path: Any) -> Iterator[Callable[..., RouterServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The benchmark smoke test runs last: it is the slowest file and needs the CPUs to itself."""
+    items.sort(key=lambda item: item.module is not None and item.module.__name__.endswith("test_bench_smoke"))

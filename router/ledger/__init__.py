@@ -6,7 +6,7 @@
 
 Modules: ``records`` (what a row holds), ``cost`` (USD from usage and prices), ``estimate`` (tokens when the
 provider reported none), ``schema`` (versioned tables), ``writer`` (batching, retry), ``audit_chain`` (hash chain,
-verify, list), ``reports`` (finance reports).
+verify, list), ``reports`` (finance reports), ``timerange`` and ``render`` (CLI/admin input and output).
 """
 
 from __future__ import annotations
