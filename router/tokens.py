@@ -134,6 +134,13 @@ def _message_texts(message: dict[str, Any]) -> tuple[list[str], int, int]:
     if isinstance(name, str):
         texts.append(name)
         overhead += TOKENS_PER_NAME
+    texts.extend(tool_call_texts(message))
+    return texts, images, overhead
+
+
+def tool_call_texts(message: dict[str, Any]) -> list[str]:
+    """Names and argument texts of a message's tool calls (and a legacy function_call)."""
+    texts: list[str] = []
     for call in message.get("tool_calls") or []:
         function = call.get("function") if isinstance(call, dict) else None
         if isinstance(function, dict):
@@ -141,7 +148,7 @@ def _message_texts(message: dict[str, Any]) -> tuple[list[str], int, int]:
     function_call = message.get("function_call")
     if isinstance(function_call, dict):
         texts.extend(v for v in (function_call.get("name"), function_call.get("arguments")) if isinstance(v, str))
-    return texts, images, overhead
+    return texts
 
 
 def estimate_prompt_tokens(payload: dict[str, Any], model: str) -> int:

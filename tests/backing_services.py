@@ -54,11 +54,11 @@ def redis_prefix() -> Iterator[str]:
 
 
 @contextmanager
-def fresh_database() -> Iterator[str]:
+def fresh_database(prefix: str = "ar_fleet") -> Iterator[str]:
     """A new, empty PostgreSQL database for one test, dropped afterwards; yields its URL."""
     import psycopg
 
-    name = f"ar_fleet_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
     except Exception as exc:

@@ -8,16 +8,15 @@ import os
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
 
 from router.ledger.schema import migrate
 from router.store.database import Database
-from tests.backing_services import POSTGRES_URL, _unavailable
+from tests.backing_services import fresh_database
 from tests.configs import with_test_identity
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
@@ -47,22 +46,9 @@ models:
 """
 
 
-@contextmanager
-def postgres_database() -> Iterator[str]:
+def postgres_database() -> AbstractContextManager[str]:
     """A fresh PostgreSQL database ``ar_<random>``, dropped afterwards."""
-    import psycopg
-
-    name = f"ar_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
-    except Exception as exc:
-        _unavailable(f"PostgreSQL at {POSTGRES_URL}", exc)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return fresh_database("ar")
 
 
 @contextmanager

@@ -73,6 +73,11 @@ async def chat_completions(request: Request) -> Response:
         ctx.extra["error"] = exc
         state.finish(ctx, status="error")
         raise
+    except Exception as exc:  # a bug of ours: still ledgered, then a 500 without traceback (error_handlers)
+        ctx.extra["error"] = RouterError(f"internal error (request id {ctx.request_id})")
+        log.error("request %s failed: %s: %s", ctx.request_id, type(exc).__name__, exc)
+        state.finish(ctx, status="error")
+        raise
 
 
 async def _complete(state: RouterState, ctx: RequestContext, plan: RoutePlan) -> Response:

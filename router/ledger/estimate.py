@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from router.tokens import count_text_tokens, estimate_prompt_tokens
+from router.tokens import count_text_tokens, estimate_prompt_tokens, tool_call_texts
 
 TEXT_KEY = "completion_text"
 CHUNKS_KEY = "stream_chunks"
@@ -27,13 +27,7 @@ def _message_text(message: Any) -> list[str]:
         return []
     texts = [v for v in (message.get("content"), message.get("refusal"), message.get("reasoning_content"))
              if isinstance(v, str)]
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict):
-            texts.extend(v for v in (function.get("name"), function.get("arguments")) if isinstance(v, str))
-    function_call = message.get("function_call")
-    if isinstance(function_call, dict):
-        texts.extend(v for v in (function_call.get("name"), function_call.get("arguments")) if isinstance(v, str))
+    texts.extend(tool_call_texts(message))
     return texts
 
 
