@@ -209,3 +209,21 @@ def test_audit_only_changes_nothing(router: Any, upstream: Any) -> None:
     names = [t.function.name for c in stream if c.choices for t in c.choices[0].delta.tool_calls or []
              if t.function and t.function.name]
     assert names == ["search", "write_file"]
+
+
+def test_stream_passes_an_allowed_call_held_for_its_argument_check(router: Any, upstream: Any) -> None:
+    """The call is settled by the separate finishing chunk (as OpenAI sends it) and must still go out whole."""
+    upstream.queue("up-primary", ToolCalls(calls=[("delete_environment", '{"environment": "dev-42"}')], fragment=4))
+    body = {"model": "fast", "messages": MESSAGES, "tools": [tool("delete_environment")]}
+    _, items = raw_stream(router, "ops-bot", body)
+    assert items[-1] == "[DONE]"
+    name, arguments, finish = "", "", None
+    for item in items[:-1]:
+        assert_chunk(item)
+        for choice in item["choices"]:
+            finish = choice["finish_reason"] or finish
+            for frag in choice["delta"].get("tool_calls") or []:
+                assert frag["index"] == 0
+                name += frag.get("function", {}).get("name") or ""
+                arguments += frag.get("function", {}).get("arguments") or ""
+    assert (name, json.loads(arguments), finish) == ("delete_environment", {"environment": "dev-42"}, "tool_calls")

@@ -155,7 +155,7 @@ class StreamFilter:
             if self.notices.get(index) and not self.audit:
                 before.append(orjson.dumps(self._notice_chunk(index)))
                 changed = True
-        if not changed:
+        if not changed and not emitted:
             return choice, False
         new_delta = {k: v for k, v in delta.items() if k not in ("tool_calls", "function_call")}
         new_delta.update(_delta(emitted))

@@ -1,0 +1,117 @@
+"""``python -m bench``: the side-by-side benchmark. ``--smoke`` is the few-second variant CI runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import report
+from bench.contestants import BENCH_DIR, DIRECT, LITELLM, PASSTHROUGH, ROUTER, ensure_litellm
+from bench.load import wrk_available
+from bench.rounds import LOAD_CPU, Plan, run_rounds
+from bench.upstream import MODES, nginx_available, start_upstream
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="a few seconds: 1 round, short runs, no LiteLLM")
+    parser.add_argument("--with-litellm", action="store_true",
+                        help="also run LiteLLM proxy (installed once into bench/.venv-litellm)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; smoke 1)")
+    parser.add_argument("--seconds", type=float,
+                        help="length of each measured run (default 5; smoke 0.4, or 1 with wrk: whole seconds)")
+    parser.add_argument("--warmup", type=float,
+                        help="warm-up load after each start (default 1; smoke 0.2, none with wrk)")
+    parser.add_argument("--load", choices=("auto", "wrk", "python"), default="auto",
+                        help="load generator (auto: wrk if installed, else the Python fallback in smoke mode)")
+    parser.add_argument("--upstream", choices=("auto", "nginx", "python"), default="auto",
+                        help="fake upstream (auto: nginx if installed, else the Python fallback in smoke mode)")
+    parser.add_argument("--only", help="comma-separated contestants (upstream,passthrough,agent-router,litellm)")
+    parser.add_argument("--modes", default="plain,sse", help="plain, sse or both (default both)")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results",
+                        help="where latest.json and latest.md go (default bench/results)")
+    return parser
+
+
+def _pick(choice: str, available: bool, smoke: bool, tool: str) -> str:
+    if choice != "auto":
+        if choice != "python" and not available:
+            raise SystemExit(f"bench: {tool} is not installed (Debian: apt-get install -y wrk nginx)")
+        return choice
+    if available:
+        return "wrk" if tool == "wrk" else "nginx"
+    if smoke:
+        return "python"
+    raise SystemExit(f"bench: the full benchmark needs {tool} (Debian: apt-get install -y wrk nginx); "
+                     f"--smoke falls back to a Python load generator and upstream")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    smoke = args.smoke
+    load_tool = _pick(args.load, wrk_available(), smoke, "wrk")
+    upstream_kind = _pick(args.upstream, nginx_available(), smoke, "nginx")
+    contestants = [DIRECT, PASSTHROUGH, ROUTER] + ([LITELLM] if args.with_litellm and not smoke else [])
+    if args.only:
+        contestants = [c for c in args.only.split(",") if c]
+    if LITELLM in contestants:
+        ensure_litellm()
+    modes = tuple(m for m in args.modes.split(",") if m in MODES)
+    plan = Plan(contestants=tuple(contestants), rounds=args.rounds or (1 if smoke else 3),
+                seconds=args.seconds or (5.0 if not smoke else 1.0 if load_tool == "wrk" else 0.4),
+                warmup=args.warmup if args.warmup is not None else (1.0 if not smoke else 0 if load_tool == "wrk"
+                                                                     else 0.2),
+                load_tool=load_tool, workdir=Path(tempfile.mkdtemp(prefix="agent-router-bench-")))
+    method = (f"{plan.rounds} interleaved round(s); per contestant and mode a fresh start, {plan.warmup:g} s "
+              f"warm-up, then {plan.seconds:g} s at concurrency 1 and {plan.seconds:g} s at concurrency 32; "
+              f"servers one process/one worker on CPU 0, load ({load_tool}) and fake upstream ({upstream_kind}) "
+              f"on CPU 1; medians over rounds; added latency = contestant minus the upstream called directly "
+              f"in the same round.")
+    print(f"bench: {method}", flush=True)
+    load_before = os.getloadavg()
+    began = time.perf_counter()
+    upstream = start_upstream(upstream_kind, plan.workdir, LOAD_CPU)
+    try:
+        samples = run_rounds(plan, upstream, modes)
+    finally:
+        upstream.stop()
+    figs = report.figures(samples)
+    checks = report.target_checks(figs)
+    load_after = os.getloadavg()
+    warnings = sorted({s["warning"] for by_name in samples.values()
+                       for rounds in by_name.values() for s in rounds if s.get("warning")})
+    notes = (f"machine {platform.node()} ({os.cpu_count()} CPUs, Python {platform.python_version()}); "
+             f"1-minute load average {load_before[0]:.2f} before, {load_after[0]:.2f} after "
+             f"(other processes share the machine: compare ratios, not absolute figures); "
+             f"the floor's own c=32 throughput is the fake upstream's, measured while sharing CPU 1 with the "
+             f"load generator; run took {time.perf_counter() - began:.0f} s."
+             + "".join(f" WARNING: {w}." for w in warnings))
+    meta = {"when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "method": method, "notes": notes,
+            "smoke": smoke, "load_tool": load_tool, "upstream": upstream_kind, "rounds": plan.rounds,
+            "seconds": plan.seconds, "contestants": contestants, "modes": list(modes), "warnings": warnings}
+    print()
+    print(report.text_table(figs))
+    for check in checks:
+        verdict = "n/a" if check["met"] is None else "met" if check["met"] else "MISSED"
+        print(f"  target {check['target']}: {check['shown']} -> {verdict}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps({"meta": meta, "figures": figs, "targets": checks,
+                                                      "samples": samples}, indent=2))
+    (args.out / "latest.md").write_text(report.markdown(figs, checks, meta))
+    for warning in warnings:
+        print(f"  WARNING: {warning}")
+    print(f"\nwrote {args.out / 'latest.json'} and {args.out / 'latest.md'}")
+    shutil.rmtree(plan.workdir, ignore_errors=True)
+    errors = sum(fig["errors"] for by_name in figs.values() for fig in by_name.values())
+    if errors:
+        print(f"bench: {errors} failed requests during the runs (see the errors column)", file=sys.stderr)
+        return 1
+    return 0
