@@ -6,6 +6,11 @@ is the JSON payload of one SSE ``data:`` line, as bytes, in OpenAI's chunk shape
 yielded. Failures are raised as the typed errors of :mod:`router.errors`, never as strings or as the
 client library's own exceptions. Errors that happen before the first event must be raised by the first
 ``__anext__``, so the executor can still fall back to another deployment.
+
+A stream bounds its own wait for each event by the call's ``timeout`` (raising
+:class:`router.errors.UpstreamTimeout`): the executor arms no timer per chunk. An adapter may also offer
+``stream_batches(call)``, the same events as lists of those that arrived together, which the router relays in
+one write each.
 """
 
 from __future__ import annotations

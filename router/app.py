@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -36,10 +38,33 @@ def create_app(settings: Settings | None = None, snapshot: Snapshot | None = Non
             await reloader.close()
             await state.close()
 
-    app = FastAPI(title="agent-router", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="agent-router", version=__version__, lifespan=lifespan, telemetry=_telemetry(settings),
                   description="OpenAI-compatible model router for AI agents.")
     install_error_handlers(app)
     for module in (chat, models, health, route_explain, *admin_modules()):
         app.include_router(module.api)
+    app.router.routes.insert(0, chat.hot_route)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+_OTEL_VARIABLES = ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
+                   "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+
+
+def _telemetry(settings: Settings) -> dict[str, Any] | None:
+    """FastAPI's telemetry asks OpenTelemetry on every request whether a provider is configured (about 9 µs,
+    a few per cent of the hot path); decide once here instead. None keeps FastAPI's default (on)."""
+    wanted = settings.opentelemetry
+    if wanted is None:
+        wanted = os.environ.get("FASTAPI_OTEL_AUTO_CONFIGURE", "").lower() == "true" \
+            or any(os.environ.get(name) for name in _OTEL_VARIABLES) or _tracer_provider_installed()
+    return None if wanted else {"tracing": False, "metrics": False, "logs": False}
+
+
+def _tracer_provider_installed() -> bool:
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return False
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)

@@ -14,10 +14,8 @@ from typing import Any
 from router.config.schema import DeploymentSpec
 from router.context import RequestContext
 from router.model_catalog import ModelInfo, model_info
-
-# Every token takes at least one byte of text; prompts whose text is shorter than the smallest window
-# cannot overflow it, so they are never tokenized here.
-_BYTES_PER_IMAGE_BOUND = 2_000
+from router.tokens import CTX_KEY, prompt_bounds
+from router.tokens import prompt_tokens as estimate
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,37 +70,13 @@ def missing_capability(info: ModelInfo, needs: Needs, configured: DeploymentSpec
     return None
 
 
-def prompt_size_bound(payload: dict[str, Any]) -> int:
-    """A cheap upper bound of the prompt's tokens (its bytes), to avoid tokenizing prompts that surely fit."""
-    size = 0
-    for message in payload.get("messages") or ():
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            size += len(content.encode()) + 8
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict):
-                    text = part.get("text")
-                    size += len(text.encode()) if isinstance(text, str) else _BYTES_PER_IMAGE_BOUND
-        if isinstance(message, dict) and message.get("tool_calls"):
-            size += len(str(message["tool_calls"]).encode())
-        size += 16
-    for name in ("tools", "functions"):
-        if payload.get(name):
-            size += len(str(payload[name]).encode()) * 2
-    return size
-
-
 def prompt_tokens(ctx: RequestContext, smallest_window: int) -> int | None:
-    """The prompt's token estimate when it might not fit ``smallest_window``; None when it surely fits."""
-    cached = ctx.extra.get("prompt_tokens")
+    """The prompt's token estimate when it might not fit ``smallest_window``; None when it surely fits
+    (the estimate's cheap upper bound already fits, so nothing is tokenized)."""
+    cached = ctx.extra.get(CTX_KEY)
     if isinstance(cached, int):
         return cached
-    if prompt_size_bound(ctx.payload) <= smallest_window:
-        return None
-    try:
-        from router.tokens import prompt_tokens as estimate
-    except ImportError:  # the tokenizer module is optional for the executor
+    if prompt_bounds(ctx)[1] <= smallest_window:
         return None
     try:
         return estimate(ctx)

@@ -41,7 +41,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"agent-router: config refused:\n{exc}", file=sys.stderr)
         return 2
     serve_options = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower(),
-                     "loop": "uvloop", "http": "httptools", "access_log": False, "timeout_graceful_shutdown": 30}
+                     "loop": "uvloop", "http": "httptools", "ws": "none", "access_log": False,
+                     "timeout_graceful_shutdown": 30}
     workers = getattr(args, "workers", None) or 1
     if workers > 1:
         # One process per core: each worker builds its own app from the same settings, passed by environment.

@@ -7,7 +7,12 @@ deployments can serve the request at all, :mod:`router.cooldown` which ones are 
 Time limits: each attempt gets its deployment's (or provider's) ``timeout``; the whole request gets
 ``routing.deadline_seconds`` from the moment it arrived, enforced with asyncio timeouts so no request
 outlives it whatever the adapter does. For a stream the deadline runs until its first event; after that
-each chunk must arrive within the attempt timeout.
+each event must arrive within the attempt timeout, a bound each adapter keeps itself (aiohttp's read timeout
+and a progress check for OpenAI-compatible upstreams, a per-chunk timeout for litellm; the mock never waits),
+so no timer is armed per chunk here.
+
+Streams travel as batches: a list of the events that arrived together (one network read). Relaying them in
+one write saves a send per event without ever waiting for more data.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from router.store.counters import Counters, MemoryCounters
 log = logging.getLogger("agent_router.executor")
 
 T = TypeVar("T")
-Stream = tuple[bytes, AsyncIterator[bytes]]
+Batch = list[bytes]
+Stream = tuple[Batch, AsyncIterator[Batch]]
 
 
 def build_body(payload: dict[str, Any], deployment: DeploymentSpec, plan: RoutePlan) -> dict[str, Any]:
@@ -66,7 +72,9 @@ class Executor:
 
         async def call(name: str, provider: Provider, chat: ChatCall, limit: float) -> Stream:
             began = time.perf_counter()
-            iterator = provider.stream(chat)
+            stream_batches = getattr(provider, "stream_batches", None)
+            batched = stream_batches is not None
+            iterator: AsyncIterator[Any] = stream_batches(chat) if batched else provider.stream(chat)
             try:
                 async with asyncio.timeout(limit):
                     first = await anext(iterator)
@@ -75,7 +83,9 @@ class Executor:
             except BaseException:
                 await close_stream(iterator)
                 raise
-            return first, TrackedStream(self, name, iterator, chat.timeout, ctx.snapshot.spec.routing.cooldown, began)
+            tracked = TrackedStream(self, name, iterator, batched, chat.timeout, ctx.snapshot.spec.routing.cooldown,
+                                    began)
+            return (first if batched else [first]), tracked
 
         return await self._run(ctx, plan, call, streaming=True)
 
@@ -88,8 +98,9 @@ class Executor:
         try:
             return await self._fall_back(ctx, plan, call, streaming, view, skipped)
         finally:
-            ctx.extra["skipped"] = [{"deployment": s.deployment, "reason": s.reason, "kind": s.kind}
-                                    for s in skipped]
+            if skipped:
+                ctx.extra["skipped"] = [{"deployment": s.deployment, "reason": s.reason, "kind": s.kind}
+                                        for s in skipped]
 
     async def _fall_back(self, ctx: RequestContext, plan: RoutePlan,
                          call: Callable[[str, Provider, ChatCall, float], Awaitable[T]], streaming: bool,
@@ -227,14 +238,18 @@ class Executor:
 
 
 class TrackedStream:
-    """The rest of a stream after its first event: each chunk must come within ``chunk_timeout``; when it
-    ends (done, failed or closed by a client that left) the deployment's stats and faults are recorded."""
+    """The rest of a stream after its first event, as batches; when it ends (done, failed or closed by a
+    client that left) the deployment's stats and faults are recorded.
 
-    def __init__(self, executor: Executor, name: str, iterator: AsyncIterator[bytes], chunk_timeout: float,
-                 cooldown: CooldownSpec, started: float) -> None:
+    The adapter bounds the wait for each event (``chunk_timeout``, see the module docstring); a timeout it
+    lets through as ``TimeoutError`` is still reported as a stalled stream."""
+
+    def __init__(self, executor: Executor, name: str, iterator: AsyncIterator[Any], batched: bool,
+                 chunk_timeout: float, cooldown: CooldownSpec, started: float) -> None:
         self._executor = executor
         self._name = name
         self._iterator = iterator
+        self._batched = batched
         self._chunk_timeout = chunk_timeout
         self._cooldown = cooldown
         self._started = started
@@ -243,12 +258,13 @@ class TrackedStream:
     def __aiter__(self) -> TrackedStream:
         return self
 
-    async def __anext__(self) -> bytes:
+    async def __anext__(self) -> Batch:
         if self._done:
             raise StopAsyncIteration
         try:
-            async with asyncio.timeout(self._chunk_timeout):
+            if self._batched:
                 return await anext(self._iterator)
+            return [await anext(self._iterator)]
         except StopAsyncIteration:
             await self._end(ok=True)
             raise

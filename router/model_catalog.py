@@ -94,8 +94,27 @@ def _int(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+_INFO_CACHE_SIZE = 1024
+_infos: dict[int, tuple[DeploymentSpec, ModelInfo]] = {}
+
+
 def model_info(deployment: DeploymentSpec) -> ModelInfo:
-    """Merge the deployment's config over litellm's entry for its upstream model."""
+    """Merge the deployment's config over litellm's entry for its upstream model.
+
+    Cached per deployment object (specs are frozen, and a reload builds new ones, so a changed price is
+    never served from the cache); the entry keeps its spec alive so that its id cannot be reused.
+    """
+    cached = _infos.get(id(deployment))
+    if cached is not None and cached[0] is deployment:
+        return cached[1]
+    info = _merge(deployment)
+    if len(_infos) >= _INFO_CACHE_SIZE:
+        _infos.clear()
+    _infos[id(deployment)] = (deployment, info)
+    return info
+
+
+def _merge(deployment: DeploymentSpec) -> ModelInfo:
     found = lookup(deployment.model)
     entry = found[1] if found else {}
     prices = deployment.prices

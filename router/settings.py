@@ -34,6 +34,10 @@ class Settings(BaseSettings):
                                    "budgets_fail_open says otherwise, budgets) pass; false refuses with 503.")
     budgets_fail_open: bool | None = Field(default=None, description="When Redis is down, let USD budgets pass; "
                                            "unset follows limits_fail_open.")
+    opentelemetry: bool | None = Field(default=None, description="FastAPI's native OpenTelemetry spans and metrics "
+                                       "per request. Unset: on when OpenTelemetry is configured as the app is built "
+                                       "(FASTAPI_OTEL_AUTO_CONFIGURE, an OTEL_*_EXPORTER or OTLP endpoint variable, "
+                                       "or a global tracer provider already installed), else off.")
     ledger_flush_interval: float = Field(default=0.5, description="Seconds between batched writes of usage records "
                                          "and audit events.")
     ledger_batch_size: int = Field(default=500, description="Write sooner once this many requests wait.")

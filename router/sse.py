@@ -13,5 +13,12 @@ def event(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
 
 
+def events(payloads: list[bytes]) -> bytes:
+    """Several events in one piece of bytes, so that they reach the client in one write."""
+    if len(payloads) == 1:
+        return b"data: " + payloads[0] + b"\n\n"
+    return b"data: " + b"\n\ndata: ".join(payloads) + b"\n\n"
+
+
 def json_event(obj: Any) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"

@@ -7,8 +7,13 @@ choose a route or a context window, never to bill). Image parts count a flat 85 
 low-detail figure), audio and files nothing: the estimate is a lower bound for multimodal prompts.
 
 tiktoken needs its BPE files; the router never downloads them. When ``TIKTOKEN_CACHE_DIR`` is unset it
-points at the copies the litellm package ships (found without importing litellm). Encodings load once, on
-first use (about 0.2-0.9 s each), guarded by a lock.
+points at the copies the litellm package ships (found without importing litellm). Encodings load once
+(about 0.6-0.9 s and 55-90 MB each), guarded by a lock: in a background thread for the encodings the
+configured deployments use, else on first use.
+
+Most rule decisions need no count at all: :func:`prompt_token_bounds` brackets the estimate from the text's
+size (a token is 1 to :data:`MAX_TOKEN_BYTES` bytes of UTF-8), and a range test that the bracket already
+decides never tokenizes. When the count is computed it is exactly the estimate below.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -33,15 +39,18 @@ IMAGE_PART_TOKENS = 85
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
+MAX_TOKEN_BYTES = 128
+"""The longest token of cl100k_base and o200k_base, in bytes (a unit test checks it against the files)."""
 
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "chatgpt-4o", "o1", "o3", "o4", "gpt-oss")
 _CL100K_PREFIXES = ("gpt-4", "gpt-3.5", "gpt-35", "text-embedding-3", "text-embedding-ada")
 
 _lock = threading.Lock()
 _encodings: dict[str, tiktoken.Encoding] = {}
-_preloading = False
+_preload_requested: set[str] = set()
 
 CTX_KEY = "prompt_tokens"
+BOUNDS_KEY = "prompt_token_bounds"
 
 
 def encoding_name(model: str) -> str:
@@ -78,18 +87,24 @@ def get_encoding(name: str) -> tiktoken.Encoding:
         return encoding
 
 
-def preload_encodings() -> None:
-    """Load the encodings in a background thread (once per process), so the first request that needs a
-    count does not wait for the BPE files to be parsed on the event loop."""
-    global _preloading
+def encodings_for(models: Iterable[str]) -> set[str]:
+    """The encodings counting for these upstream models will use."""
+    return {encoding_name(model) for model in models}
+
+
+def preload_encodings(names: Iterable[str]) -> None:
+    """Load ``names`` in a background thread (each once per process), so the first request that needs a
+    count does not parse BPE files on the event loop; nothing waits for it (a request that needs an
+    encoding still loading waits on the lock, only then)."""
     with _lock:
-        if _preloading:
-            return
-        _preloading = True
+        todo = sorted(set(names) - _preload_requested - set(_encodings))
+        _preload_requested.update(todo)
+    if not todo:
+        return
 
     def load() -> None:
         try:
-            for name in ("o200k_base", "cl100k_base"):
+            for name in todo:
                 get_encoding(name)
         except Exception as exc:  # the first request will raise it properly; here it is only a head start
             log.warning("tiktoken encodings could not be preloaded: %s", exc)
@@ -151,10 +166,8 @@ def tool_call_texts(message: dict[str, Any]) -> list[str]:
     return texts
 
 
-def estimate_prompt_tokens(payload: dict[str, Any], model: str) -> int:
-    """Tokens the prompt of a chat request will take: messages (text parts, names, tool-call arguments)
-    plus the JSON of the tools or functions offered. An estimate (see the module docstring)."""
-    encoding = get_encoding(encoding_name(model))
+def _prompt_pieces(payload: dict[str, Any]) -> tuple[int, list[str]]:
+    """(fixed tokens: priming, per-message overhead, images; the texts to tokenize) of a chat request."""
     total = REPLY_PRIMING
     pieces: list[str] = []
     for message in payload.get("messages") or []:
@@ -167,7 +180,32 @@ def estimate_prompt_tokens(payload: dict[str, Any], model: str) -> int:
         offered = payload.get(name)
         if offered:
             pieces.append(orjson.dumps(offered).decode())
+    return total, pieces
+
+
+def estimate_prompt_tokens(payload: dict[str, Any], model: str) -> int:
+    """Tokens the prompt of a chat request will take: messages (text parts, names, tool-call arguments)
+    plus the JSON of the tools or functions offered. An estimate (see the module docstring)."""
+    encoding = get_encoding(encoding_name(model))
+    total, pieces = _prompt_pieces(payload)
     return total + sum(len(encoding.encode_ordinary(piece)) for piece in pieces)
+
+
+def prompt_token_bounds(payload: dict[str, Any]) -> tuple[int, int]:
+    """(low, high) with low <= :func:`estimate_prompt_tokens` <= high for every encoding, without one.
+
+    Byte-level BPE splits a text's UTF-8 bytes into tokens of 1 to MAX_TOKEN_BYTES bytes each: a non-empty
+    text takes at least max(1, ceil(bytes / MAX_TOKEN_BYTES)) tokens and at most its byte count.
+    """
+    fixed, pieces = _prompt_pieces(payload)
+    low = high = fixed
+    for piece in pieces:
+        if not piece:
+            continue
+        size = len(piece) if piece.isascii() else len(piece.encode("utf-8", "surrogatepass"))
+        high += size
+        low += -(-size // MAX_TOKEN_BYTES)
+    return low, high
 
 
 def prompt_tokens(ctx: RequestContext) -> int:
@@ -181,6 +219,17 @@ def prompt_tokens(ctx: RequestContext) -> int:
     tokens = estimate_prompt_tokens(ctx.payload, _upstream_model(ctx))
     ctx.extra[CTX_KEY] = tokens
     return tokens
+
+
+def prompt_bounds(ctx: RequestContext) -> tuple[int, int]:
+    """Bounds of the request's prompt estimate (the estimate itself when already counted), kept on ``ctx``."""
+    counted = ctx.extra.get(CTX_KEY)
+    if isinstance(counted, int):
+        return counted, counted
+    bounds: tuple[int, int] | None = ctx.extra.get(BOUNDS_KEY)
+    if bounds is None:
+        bounds = ctx.extra[BOUNDS_KEY] = prompt_token_bounds(ctx.payload)
+    return bounds
 
 
 def _upstream_model(ctx: RequestContext) -> str:

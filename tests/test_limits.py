@@ -271,6 +271,20 @@ def test_budget_periods_are_utc_calendar_days_and_months() -> None:
     assert period_bounds(datetime(2026, 2, 10, tzinfo=UTC))["usd_month"][1] == datetime(2026, 3, 1, tzinfo=UTC)
 
 
+
+def test_budget_periods_roll_over_at_midnight_though_remembered_during_the_day() -> None:
+    from datetime import timedelta, timezone
+
+    evening = datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert period_bounds(evening) is period_bounds(evening - timedelta(hours=20))  # one day, one answer
+    assert period_bounds(evening + timedelta(seconds=1))["usd_day"] == ("2027-01-01", datetime(2027, 1, 2, tzinfo=UTC))
+    assert period_bounds(evening + timedelta(seconds=1))["usd_month"][0] == "2027-01"
+    assert period_bounds(evening)["usd_day"][0] == "2026-12-31"
+    elsewhere = datetime(2027, 1, 1, 1, 0, tzinfo=timezone(timedelta(hours=5)))  # not UTC: computed, not cached
+    assert period_bounds(elsewhere)["usd_day"][0] == "2027-01-01"
+    assert period_bounds(evening)["usd_day"][0] == "2026-12-31"
+
+
 def test_budget_keys_carry_their_period_and_outlive_it(tmp_path: Any, upstream: FakeUpstream) -> None:
     snapshot = load_snapshot(str(write_config(limits_config(
         upstream.openai_base_url, role="{usd_per_day: 1, usd_per_month: 10, requests_per_minute: 5}"),

@@ -418,3 +418,32 @@ def test_summary_header_is_ascii_and_bounded() -> None:
     assert header.isascii() and len(header) <= MAX_HEADER_CHARS
     parsed = orjson.loads(header)
     assert parsed[0]["tool"] == "Ｄelete_0" and parsed[-1]["truncated"] == 200 - (len(parsed) - 1)
+
+
+def test_memoised_name_decisions_match_fresh_ones_and_stay_bounded() -> None:
+    from router.policy.decide import NAME_CACHE_SIZE, compile_role
+
+    snap = snapshot()
+    role = "ops"
+    names = ["search", "Search", "delete_environment", "Ｄelete_environment", "dеlete", None, 42, "x" * 300, "nope"]
+    fresh = compile_role(role, snap.roles[role])
+    memo = compile_role(role, snap.roles[role])
+    for _ in range(2):  # the second pass answers from the memo
+        for name in names:
+            assert decide(memo, name) == decide(fresh, name)
+            for args in ('{"environment": "production"}', '{"environment": "dev"}', '{"a": 1, "a": 2}', "[]", "x"):
+                assert decide(memo, name, args) == decide(compile_role(role, snap.roles[role]), name, args)
+    for i in range(NAME_CACHE_SIZE + 10):
+        decide(memo, f"tool_{i}")
+    assert 0 < len(memo.by_name) <= NAME_CACHE_SIZE
+
+
+def test_summary_header_fast_path_is_the_same_json() -> None:
+    import json
+
+    from router.policy.events import summary_header
+
+    entries = [{"tool": "Ｄelete", "action": "stripped", "reason": 'quote " and \x7f', "stage": "request"},
+               {"tool": None, "action": "rewritten", "reason": "r", "stage": "request"}]
+    assert summary_header(entries) == json.dumps(entries, ensure_ascii=True, separators=(",", ":"))
+    assert summary_header([]) == "[]"

@@ -429,3 +429,58 @@ def test_public_model_counts_with_its_primary_deployments_encoding(tmp_path: Pat
     ctx = request_context(snapshot, payload)
     assert prompt_tokens(ctx) == estimate_prompt_tokens(payload, "gpt-4o")
     assert estimate_prompt_tokens(payload, "gpt-4o") != estimate_prompt_tokens(payload, "fast")
+
+
+def test_token_bounds_bracket_the_estimate_for_every_encoding() -> None:
+    from router.tokens import MAX_TOKEN_BYTES, get_encoding, prompt_token_bounds
+
+    longest = max(len(token) for name in ("cl100k_base", "o200k_base")
+                  for token in get_encoding(name).token_byte_values())
+    assert longest <= MAX_TOKEN_BYTES
+    tools = [{"type": "function", "function": {"name": "read_file", "parameters": {"type": "object"}}}]
+    payloads = [
+        {"messages": []},
+        {"messages": [{"role": "user", "content": ""}, "not a message"]},
+        {"messages": [{"role": "user", "content": "hi", "name": "alice"}], "tools": tools},
+        {"messages": [{"role": "user", "content": "Ωmega ünïcode 测试 🙂 " * 40}]},
+        {"messages": [{"role": "user", "content": " " * 5000 + "=" * 3000}]},
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "look"},
+                                                   {"type": "image_url", "image_url": {"url": "x"}}]},
+                      {"role": "assistant", "content": None, "tool_calls": [
+                          {"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]}],
+         "functions": [{"name": "f"}]},
+    ]
+    for payload in payloads:
+        low, high = prompt_token_bounds(payload)
+        for model in ("gpt-4o", "gpt-4", "claude-x"):
+            assert low <= estimate_prompt_tokens(payload, model) <= high, (payload, model)
+
+
+def test_routing_skips_counting_when_the_bounds_decide(tmp_path: Path) -> None:
+    snapshot = load(tmp_path, {"r.yaml": """
+rules:
+  - {name: huge, when: {prompt_tokens: {min: 100000}}, route: {deployments: [c]}}
+  - {name: tiny, when: {prompt_tokens: {max: 1000}}, route: {deployments: [a]}}
+"""})
+    short = {"model": "fast", "messages": [{"role": "user", "content": "hi"}]}
+    ctx = request_context(snapshot, short)
+    assert plan_route(ctx).rule == "tiny"
+    assert CTX_KEY not in ctx.extra  # neither range needed the tokenizer
+    long = {"model": "fast", "messages": [{"role": "user", "content": "word " * 400}]}
+    ctx = request_context(snapshot, long)
+    assert plan_route(ctx).rule == "tiny"  # 2000 bytes might be over 1000 tokens: counted to know
+    assert ctx.extra[CTX_KEY] == estimate_prompt_tokens(long, "up-a") <= 1000
+    traced = explain_route(request_context(snapshot, short))  # an explanation always shows the count
+    assert traced["prompt_tokens"] == estimate_prompt_tokens(short, "up-a")
+
+
+def test_token_range_is_decided_by_bounds_only_when_every_count_agrees() -> None:
+    from router.rules.conditions import TokenRangeTest
+
+    at_least = TokenRangeTest(100, None)
+    assert at_least.decided_by(0, 99) is False
+    assert at_least.decided_by(100, 500) is True
+    assert at_least.decided_by(50, 150) is None
+    window = TokenRangeTest(10, 20)
+    assert window.decided_by(21, 30) is False and window.decided_by(10, 20) is True
+    assert window.decided_by(5, 15) is None and window.decided_by(15, 25) is None

@@ -1,7 +1,7 @@
 """Usage records and audit events, written in batches off the request path.
 
-    record(ctx, status)   once per finished request (from ``state.finish``): builds its usage rows and takes
-                          its audit events, queues them; no I/O.
+    record(ctx, status)   once per finished request (from ``state.finish``): queues a reference to it with its
+                          end time and latency; no I/O, no row building (the writer does that, per batch).
     close()               drains every queued record (graceful shutdown loses nothing).
 
 Modules: ``records`` (what a row holds), ``cost`` (USD from usage and prices), ``estimate`` (tokens when the
@@ -11,15 +11,13 @@ verify, list), ``reports`` (finance reports), ``timerange`` and ``render`` (CLI/
 
 from __future__ import annotations
 
-import logging
+import time
 
 from router.context import RequestContext
-from router.ledger.records import FinishedRequest, from_context
+from router.ledger.records import EndedRequest
 from router.ledger.writer import LedgerWriter
 from router.settings import Settings
 from router.store.database import Database
-
-log = logging.getLogger("agent_router.ledger")
 
 
 class Ledger:
@@ -35,14 +33,11 @@ class Ledger:
         await self.writer.close()
 
     def record(self, ctx: RequestContext, status: str) -> None:
-        """Queue the usage records (one per attempt) and audit events of a finished request. Must not block."""
-        try:
-            finished = from_context(ctx, status)
-        except Exception:
-            log.exception("ledger: could not build the usage records of request %s; its audit events are kept",
-                          ctx.request_id)
-            finished = FinishedRequest([], list(ctx.audit_events))
-        self.writer.put(finished)
+        """Queue a finished request for its usage records (one per attempt) and audit events. Must not block.
+
+        The context must not change after this call (``state.finish`` is the request's last step).
+        """
+        self.writer.put(EndedRequest(ctx, status, time.time(), (time.perf_counter() - ctx.started) * 1000.0))
 
     def health(self) -> dict[str, str]:
         return {"ledger": self.writer.health()}

@@ -1,9 +1,10 @@
 """The audit trail: policy decisions stored append-only, chained by hashes so tampering shows.
 
 Row ``seq`` (1, 2, 3... without gaps) stores ``prev_hash`` (the hash of row ``seq - 1``; 64 zeros for the first)
-and ``hash = sha256(prev_hash + canonical JSON of the row's fields)``. ``audit_head`` keeps the last sequence
-number and hash, written in the same transaction, so a deleted tail is detected too. Appends take a lock
-(PostgreSQL advisory lock; SQLite's write lock) so several replicas keep one linear chain.
+and ``hash = sha256(prev_hash + canonical(row))``, the canonical form being the compact JSON array of the row's
+:data:`FIELDS` values in that order (computed in the writer's thread, a batch at a time). ``audit_head`` keeps
+the last sequence number and hash, written in the same transaction, so a deleted tail is detected too. Appends
+take a lock (PostgreSQL advisory lock; SQLite's write lock) so several replicas keep one linear chain.
 """
 
 from __future__ import annotations
@@ -15,35 +16,75 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
+from router.ledger.bulk import insert_rows
 from router.store.database import Database
 
 GENESIS = "0" * 64
 FIELDS: tuple[str, ...] = ("seq", "ts", "request_id", "agent", "role", "model", "tool", "action", "stage", "rule",
                            "reason", "policy_version", "extra")
 _TEXT_FIELDS = FIELDS[2:12]
+_KNOWN = frozenset(FIELDS)
+_PLAIN = frozenset((str, type(None)))
+_COLUMNS = (*FIELDS, "prev_hash", "hash")
 _ADVISORY_LOCK = 727_301
 _PAGE = 5000
 
 
+def canonical(values: tuple[Any, ...]) -> bytes:
+    """What a row's hash covers: its :data:`FIELDS` values, in that order, as a compact JSON array.
+
+    ``seq`` an integer, ``ts`` a float (epoch seconds, rounded to the microsecond), the others strings or null.
+    """
+    return orjson.dumps(values)
+
+
 def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    canonical = json.dumps({name: row.get(name) for name in FIELDS}, sort_keys=True, separators=(",", ":"),
-                           ensure_ascii=False, allow_nan=False)
-    return hashlib.sha256((prev_hash + canonical).encode("utf-8")).hexdigest()
+    """``sha256(prev_hash + canonical(row))`` as hex, for a row given as a mapping of :data:`FIELDS`."""
+    return _chained(prev_hash, tuple(row.get(name) for name in FIELDS))
 
 
-def normalise(event: dict[str, Any]) -> dict[str, Any]:
-    """An event as it is stored: known fields as text, ts to the microsecond, anything else in ``extra``."""
+def _chained(prev_hash: str, values: tuple[Any, ...]) -> str:
+    return hashlib.sha256(prev_hash.encode() + canonical(values)).hexdigest()
+
+
+def _hash_of_stored(prev_hash: str, row: dict[str, Any]) -> str | None:
+    """The hash a stored row should have; None when a value of an impossible type was written into it."""
     try:
-        ts = float(event.get("ts") or time.time())
+        return row_hash(prev_hash, {**row, "ts": float(row["ts"])})
     except (TypeError, ValueError):
-        ts = time.time()
-    row: dict[str, Any] = {"ts": round(ts if math.isfinite(ts) else time.time(), 6)}
-    for name in _TEXT_FIELDS:
-        value = event.get(name)
-        row[name] = None if value is None else str(value)
-    others = {k: v for k, v in event.items() if k not in FIELDS}
-    row["extra"] = json.dumps(others, sort_keys=True, separators=(",", ":"), default=str) if others else None
-    return row
+        return None
+
+
+def _stored(event: dict[str, Any]) -> tuple[Any, ...]:
+    """An event as it is stored, in :data:`FIELDS` order without ``seq``: known fields as text, ts to the
+    microsecond, anything else as sorted JSON in ``extra``."""
+    ts = event.get("ts")
+    if type(ts) is not float or not ts or not math.isfinite(ts):
+        ts = _timestamp(ts)
+    texts = tuple(map(event.get, _TEXT_FIELDS))
+    if not _PLAIN.issuperset(map(type, texts)):
+        texts = tuple(None if value is None else str(value) for value in texts)
+    extra = None
+    if not _KNOWN.issuperset(event):
+        extra = _extra({k: v for k, v in event.items() if k not in _KNOWN})
+    return (round(ts, 6), *texts, extra)
+
+
+def _timestamp(value: Any) -> float:
+    try:
+        ts = float(value or time.time())
+    except (TypeError, ValueError):
+        return time.time()
+    return ts if math.isfinite(ts) else time.time()
+
+
+def _extra(others: dict[str, Any]) -> str:
+    try:
+        return orjson.dumps(others, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
+    except TypeError:  # e.g. an integer beyond 64 bits; the stored text is what the hash covers, sorted or not
+        return json.dumps(others, separators=(",", ":"), default=str)
 
 
 def append(database: Database, cursor: Any, events: list[dict[str, Any]]) -> None:
@@ -61,13 +102,11 @@ def append(database: Database, cursor: Any, events: list[dict[str, Any]]) -> Non
     rows = []
     for event in events:
         seq += 1
-        row = {"seq": seq, **normalise(event)}
-        digest = row_hash(prev, row)
-        rows.append((*tuple(row[name] for name in FIELDS), prev, digest))
+        values = (seq, *_stored(event))
+        digest = _chained(prev, values)
+        rows.append((*values, prev, digest))
         prev = digest
-    columns = ", ".join((*FIELDS, "prev_hash", "hash"))
-    marks = ", ".join("?" for _ in range(len(FIELDS) + 2))
-    cursor.executemany(database.sql(f"INSERT INTO audit_events ({columns}) VALUES ({marks})"), rows)
+    insert_rows(database, cursor, "audit_events", _COLUMNS, rows)
     cursor.execute(database.sql("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"), (seq, prev))
     if cursor.rowcount == 0:
         cursor.execute(database.sql("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)"), (seq, prev))
@@ -97,7 +136,7 @@ def verify(database: Database) -> Verification:
             if row["prev_hash"] != prev:
                 return Verification(False, checked, f"seq {seq}: its prev_hash does not match the hash of row "
                                     f"{seq - 1} (row {seq - 1} was altered or replaced)", seq - 1)
-            if row_hash(prev, {**row, "ts": float(row["ts"])}) != row["hash"]:
+            if _hash_of_stored(prev, row) != row["hash"]:
                 return Verification(False, checked, f"seq {seq}: altered (its contents no longer match its hash)",
                                     seq)
             prev, expected_seq, checked = row["hash"], seq + 1, checked + 1

@@ -34,19 +34,42 @@ def token_counts(usage: dict[str, Any] | None) -> tuple[int, int, int]:
     return prompt, completion, cached
 
 
+TokenPrices = tuple[float, float, float]
+"""USD per input, cached input and output token."""
+
+_PRICES: dict[int, tuple[DeploymentSpec, TokenPrices | None]] = {}
+_PRICES_KEPT = 1024
+
+
+def token_prices(deployment: DeploymentSpec) -> TokenPrices | None:
+    """The deployment's per-token prices (None when unknown), computed once per deployment object.
+
+    Every finished request needs them; :func:`model_info` merges config and catalogue each time, so they are kept
+    here, keyed by the (frozen) deployment's identity. The entry holds the deployment itself, so its id cannot be
+    reused while cached; a config reload brings new deployment objects, and old ones are forgotten in bulk.
+    """
+    entry = _PRICES.get(id(deployment))
+    if entry is not None and entry[0] is deployment:
+        return entry[1]
+    info = model_info(deployment)
+    prices: TokenPrices | None = None
+    if info.input_cost_per_token is not None and info.output_cost_per_token is not None:
+        cached = info.cached_input_cost_per_token
+        prices = (info.input_cost_per_token, info.input_cost_per_token if cached is None else cached,
+                  info.output_cost_per_token)
+    if len(_PRICES) >= _PRICES_KEPT:
+        _PRICES.clear()
+    _PRICES[id(deployment)] = (deployment, prices)
+    return prices
+
+
 def cost_of_tokens(deployment: DeploymentSpec, prompt: int, completion: int, cached: int) -> tuple[float | None, bool]:
     """(USD or None, whether the deployment's price is known)."""
-    info = model_info(deployment)
-    known = info.input_cost_per_token is not None and info.output_cost_per_token is not None
-    if not known:
+    prices = token_prices(deployment)
+    if prices is None:
         return (0.0 if prompt == 0 and completion == 0 else None), False
-    assert info.input_cost_per_token is not None and info.output_cost_per_token is not None
-    cached_price = info.cached_input_cost_per_token
-    if cached_price is None:
-        cached_price = info.input_cost_per_token
-    cost = ((prompt - cached) * info.input_cost_per_token + cached * cached_price
-            + completion * info.output_cost_per_token)
-    return cost, True
+    input_price, cached_price, output_price = prices
+    return (prompt - cached) * input_price + cached * cached_price + completion * output_price, True
 
 
 def cost_usd(deployment: DeploymentSpec, usage: dict[str, Any] | None) -> tuple[float | None, bool]:

@@ -10,15 +10,19 @@ Reports count requests from ``request`` rows and attempts from ``attempt`` rows,
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from router.config.schema import DeploymentSpec
 from router.context import RequestContext
 from router.ledger.cost import cost_of_tokens, request_cost, to_nano, token_counts
 from router.ledger.estimate import CHUNKS_KEY, TEXT_KEY, Estimate
+
+log = logging.getLogger("agent_router.ledger")
 
 
 @dataclass(slots=True)
@@ -49,10 +53,11 @@ class UsageRecord:
     stream: int = 0
 
     def row(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in COLUMNS)
+        return _row_of(self)  # type: ignore[no-any-return]
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
+_row_of = attrgetter(*COLUMNS)
 
 
 @dataclass(slots=True)
@@ -81,6 +86,30 @@ class FinishedRequest:
         for record in _charged(self.records):
             record.prompt_tokens, record.completion_tokens, record.cached_tokens = prompt, completion, 0
             record.cost_nano, record.price_known, record.estimated = to_nano(cost), _flag(known), 1
+
+
+@dataclass(slots=True)
+class EndedRequest:
+    """A request as it ended, queued by the event loop as is; the writer builds its records later, in a batch."""
+
+    ctx: RequestContext
+    status: str
+    ended: float
+    """Epoch seconds when it ended."""
+    latency_ms: float
+
+    @property
+    def request_id(self) -> str:
+        return self.ctx.request_id
+
+    def finished(self) -> FinishedRequest:
+        """Its records; when they cannot be built (a bug), at least its audit events."""
+        try:
+            return from_context(self.ctx, self.status, self.ended, self.latency_ms)
+        except Exception:
+            log.exception("ledger: could not build the usage records of request %s; its audit events are kept",
+                          self.ctx.request_id)
+            return FinishedRequest([], list(self.ctx.audit_events))
 
 
 def _charged(records: list[UsageRecord]) -> list[UsageRecord]:
@@ -114,11 +143,16 @@ def _error_of(ctx: RequestContext) -> tuple[int | None, str | None]:
     return int(getattr(error, "status", 500)), str(getattr(error, "message", error))
 
 
-def from_context(ctx: RequestContext, status: str, now: float | None = None) -> FinishedRequest:
-    """Build the rows of a finished request. Cheap (no tokenizing, no I/O): called on the event loop."""
+def from_context(ctx: RequestContext, status: str, now: float | None = None,
+                 latency_ms: float | None = None) -> FinishedRequest:
+    """Build the rows of a finished request. No tokenizing, no I/O; the writer calls it off the event loop.
+
+    ``now`` and ``latency_ms`` are taken when the request finished (by :meth:`Ledger.record`), not when this runs.
+    """
     now = time.time() if now is None else now
+    if latency_ms is None:
+        latency_ms = (time.perf_counter() - ctx.started) * 1000
     request_cost(ctx)  # leaves ctx.extra["cost_usd"] for anything that reads it after the ledger
-    day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
     served = ctx.served_by
     http_status, error = _error_of(ctx)
     if status == "ok":
@@ -136,31 +170,45 @@ def from_context(ctx: RequestContext, status: str, now: float | None = None) -> 
         cost, known = cost_of_tokens(spec, prompt, completion, cached)
     else:
         cost, known = 0.0, None
-    common = {"agent": ctx.agent, "role": ctx.role, "rule": ctx.rule, "requested_model": ctx.requested_model or None,
-              "policy_outcome": policy_outcome(ctx), "stream": int(ctx.stream)}
-    request = UsageRecord(
-        ts=now, day=day, kind="request", request_id=ctx.request_id, attempt=len(ctx.attempts),
-        deployment=served.deployment if served else None, provider=served.provider if served else None,
-        model=served.model if served else None, status=final_status, http_status=http_status, error=error,
-        latency_ms=round((time.perf_counter() - ctx.started) * 1000, 3), prompt_tokens=prompt,
-        completion_tokens=completion, cached_tokens=cached, cost_nano=to_nano(cost), price_known=_flag(known),
-        **common)
-    records = [request]
-    for number, attempt in enumerate(ctx.attempts, start=1):
-        last = number == len(ctx.attempts)
+    nano, flag = to_nano(cost), _flag(known)
+    request_id, agent, role, rule, stream = ctx.request_id, ctx.agent, ctx.role, ctx.rule, int(ctx.stream)
+    requested, outcome = ctx.requested_model or None, policy_outcome(ctx)
+    attempts = ctx.attempts
+    records = [UsageRecord(
+        now, utc_day(now), "request", request_id, len(attempts), agent, role, rule, requested,
+        served.deployment if served else None, served.provider if served else None, served.model if served else None,
+        final_status, http_status, error, round(latency_ms, 3), prompt, completion, cached, nano, flag, 0, outcome,
+        stream)]
+    last = len(attempts)
+    for number, attempt in enumerate(attempts, start=1):
+        started = attempt.started
+        if number == last:
+            tokens: tuple[int, int, int, int | None, int | None] = (prompt, completion, cached, nano, flag)
+        else:
+            tokens = (0, 0, 0, 0, _flag(_price_known(ctx, attempt.deployment)))
         records.append(UsageRecord(
-            ts=attempt.started, day=datetime.fromtimestamp(attempt.started, UTC).strftime("%Y-%m-%d"),
-            kind="attempt", request_id=ctx.request_id, attempt=number, deployment=attempt.deployment,
-            provider=attempt.provider, model=attempt.model, status="ok" if attempt.status == "ok" else "error",
-            http_status=None, error=attempt.error, latency_ms=round(attempt.latency_ms, 3),
-            prompt_tokens=prompt if last else 0, completion_tokens=completion if last else 0,
-            cached_tokens=cached if last else 0, cost_nano=to_nano(cost) if last else 0,
-            price_known=_flag(known) if last else _flag(_price_known(ctx, attempt.deployment)), **common))
-    finished = FinishedRequest(records, list(ctx.audit_events), deployment=spec)
+            started, utc_day(started), "attempt", request_id, number, agent, role, rule, requested,
+            attempt.deployment, attempt.provider, attempt.model, "ok" if attempt.status == "ok" else "error", None,
+            attempt.error, round(attempt.latency_ms, 3), *tokens, 0, outcome, stream))
+    finished = FinishedRequest(records, ctx.audit_events, deployment=spec)
     if ctx.usage is None and spec is not None and served is not None and _answered(ctx, final_status):
         finished.estimate = Estimate(payload=ctx.payload, model=served.model, text=ctx.extra.get(TEXT_KEY),
                                      chunks=ctx.extra.get(CHUNKS_KEY))
     return finished
+
+
+_DAYS: dict[int, str] = {}
+
+
+def utc_day(ts: float) -> str:
+    """``YYYY-MM-DD`` (UTC) of an epoch time; formatted once per day, not once per row."""
+    number = int(ts // 86400)
+    day = _DAYS.get(number)
+    if day is None:
+        if len(_DAYS) > 64:
+            _DAYS.clear()
+        day = _DAYS[number] = datetime.fromtimestamp(number * 86400, UTC).strftime("%Y-%m-%d")
+    return day
 
 
 def _answered(ctx: RequestContext, status: str) -> bool:

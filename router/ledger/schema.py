@@ -6,7 +6,6 @@ edit a step that has shipped.
 
 from __future__ import annotations
 
-from router.ledger.records import COLUMNS
 from router.store.database import Database
 
 LEDGER_STEPS: list[str] = [
@@ -70,10 +69,6 @@ AUDIT_STEPS: list[str] = [
     )
     """,
 ]
-
-INSERT_USAGE = (f"INSERT INTO usage_records ({', '.join(COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in COLUMNS)})")
-
 
 def migrate(database: Database) -> None:
     """Create or upgrade the ledger and audit tables (idempotent; safe with several replicas starting)."""

@@ -1,9 +1,11 @@
 """The ledger's writer: finished requests wait in memory and are written in batches, off the request path.
 
-A background task flushes every ``flush_interval`` seconds, or sooner once ``batch_size`` requests wait, in one
-transaction per batch (usage rows and chained audit events together). While the database is unreachable the
-records stay queued (at most ``max_pending`` requests; beyond that the oldest are dropped, loudly) and the
-writer retries with backoff. :meth:`close` drains the queue before returning.
+The event loop only queues a reference to each ended request (:class:`EndedRequest`); its rows are built, its
+tokens estimated when needed, and its audit events hashed on the database thread, a whole batch at a time. A
+background task flushes every ``flush_interval`` seconds, or sooner once ``batch_size`` requests wait, in one
+transaction per batch (usage rows and chained audit events together, with multi-row INSERTs). While the
+database is unreachable the built records stay queued (at most ``max_pending`` requests; beyond that the oldest
+are dropped, loudly) and the writer retries with backoff. :meth:`close` drains the queue before returning.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ import time
 from collections import deque
 
 from router.ledger import audit_chain
-from router.ledger.records import FinishedRequest
-from router.ledger.schema import INSERT_USAGE, migrate
+from router.ledger.bulk import insert_rows
+from router.ledger.records import COLUMNS, EndedRequest, FinishedRequest
+from router.ledger.schema import migrate
 from router.store.database import Database, DatabaseUnavailable
 
 log = logging.getLogger("agent_router.ledger")
 
 MAX_BACKOFF = 5.0
+
+
+Pending = EndedRequest | FinishedRequest
 
 
 def write_batch(database: Database, batch: list[FinishedRequest]) -> None:
@@ -29,19 +35,32 @@ def write_batch(database: Database, batch: list[FinishedRequest]) -> None:
     events = [event for item in batch for event in item.audit_events]
     with database.transaction() as cursor:
         if rows:
-            cursor.executemany(database.sql(INSERT_USAGE), rows)
+            insert_rows(database, cursor, "usage_records", COLUMNS, rows)
         audit_chain.append(database, cursor, events)
 
 
-def resolve_estimates(batch: list[FinishedRequest]) -> None:
-    for item in batch:
-        try:
-            item.resolve_estimate()
-        except Exception:
-            log.exception("ledger: token estimate failed for request %s; its tokens stay 0 (flagged estimated)",
-                          item.request_id)
-            for record in item.records:
-                record.estimated = 1
+def prepare(batch: list[Pending]) -> list[FinishedRequest]:
+    """Build the records of every ended request in ``batch``, in place, and estimate missing tokens.
+
+    In place, so that a batch the database refuses goes back to the queue as built records (small) rather than
+    whole request contexts.
+    """
+    for i, item in enumerate(batch):
+        if isinstance(item, EndedRequest):
+            batch[i] = item = item.finished()
+        if item.estimate is not None:
+            resolve_estimate(item)
+    return batch  # type: ignore[return-value]
+
+
+def resolve_estimate(item: FinishedRequest) -> None:
+    try:
+        item.resolve_estimate()
+    except Exception:
+        log.exception("ledger: token estimate failed for request %s; its tokens stay 0 (flagged estimated)",
+                      item.request_id)
+        for record in item.records:
+            record.estimated = 1
 
 
 class LedgerWriter:
@@ -54,7 +73,7 @@ class LedgerWriter:
         self.drain_timeout = drain_timeout
         self.dropped = 0
         self.problem: str | None = None
-        self._queue: deque[FinishedRequest] = deque()
+        self._queue: deque[Pending] = deque()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -65,11 +84,13 @@ class LedgerWriter:
     def pending(self) -> int:
         return len(self._queue)
 
-    def put(self, item: FinishedRequest) -> None:
-        """Queue one finished request. No I/O; call from the event loop."""
-        self._queue.append(item)
-        self._trim()
-        if len(self._queue) >= self.batch_size and self._wake is not None:
+    def put(self, item: Pending) -> None:
+        """Queue one finished request. No I/O, no row building; call from the event loop."""
+        queue = self._queue
+        queue.append(item)
+        if len(queue) > self.max_pending:
+            self._trim()
+        if len(queue) >= self.batch_size and self._wake is not None:
             self._wake.set()
 
     def _trim(self) -> None:
@@ -121,25 +142,50 @@ class LedgerWriter:
                 self._queue.extendleft(reversed(batch))
                 self._trim()
                 self._failed(exc)
+                await self._compact()
                 return False
         if self.problem is not None:
             log.warning("ledger: database reachable again; queued records written")
             self.problem = None
         return True
 
-    async def _write(self, batch: list[FinishedRequest]) -> None:
-        await self._ensure_schema()
-        if any(item.estimate is not None for item in batch):
-            await asyncio.to_thread(resolve_estimates, batch)
+    async def _compact(self) -> None:
+        """While the database is down, turn every queued request context into its (much smaller) records.
+
+        In a worker thread of its own (the database thread may be stuck connecting). Requests that end meanwhile
+        queue behind; the built ones go back in front, in order, and the queue bound applies again.
+        """
+        if not self._queue or not isinstance(self._queue[-1], EndedRequest):
+            return  # contexts only ever join at the right: none is left
+        items = list(self._queue)
+        self._queue.clear()
         try:
-            await self.database.run(write_batch, self.database, batch)
+            await asyncio.to_thread(prepare, items)
+        except Exception:
+            log.exception("ledger: could not build the records of the queued requests; they stay queued as they are")
+        finally:
+            self._queue.extendleft(reversed(items))
+            self._trim()
+
+    def _prepare_and_write(self, batch: list[Pending]) -> None:
+        """On the database thread: build the batch's records (kept even if the write fails), then write them."""
+        built = prepare(batch)
+        if not self._migrated:
+            migrate(self.database)
+            self._migrated = True
+        write_batch(self.database, built)
+
+    async def _write(self, batch: list[Pending]) -> None:
+        try:
+            await self.database.run(self._prepare_and_write, batch)
         except DatabaseUnavailable:
             raise
         except Exception:
-            if len(batch) == 1:
+            if len(batch) == 1 or not self._migrated or any(isinstance(item, EndedRequest) for item in batch):
                 raise
             # Something in the batch itself is refused: write the requests one by one, keep the good ones.
             for item in batch:
+                assert isinstance(item, FinishedRequest)
                 try:
                     await self.database.run(write_batch, self.database, [item])
                 except DatabaseUnavailable:

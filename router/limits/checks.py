@@ -88,8 +88,23 @@ def scopes_for(snapshot: Snapshot, agent: str | None, role: str | None) -> tuple
     return tuple(scopes)
 
 
+_bounds_cache: tuple[tuple[int, int, int], dict[str, tuple[str, datetime]]] | None = None
+
+
 def period_bounds(now: datetime) -> dict[str, tuple[str, datetime]]:
-    """The current UTC day and month: their labels and when each ends."""
+    """The current UTC day and month: their labels and when each ends (the same dict all day: read only)."""
+    global _bounds_cache
+    day = (now.year, now.month, now.day)
+    cached = _bounds_cache
+    if cached is not None and cached[0] == day and now.tzinfo is UTC:
+        return cached[1]
+    bounds = _period_bounds(now)
+    if now.tzinfo is UTC:
+        _bounds_cache = (day, bounds)
+    return bounds
+
+
+def _period_bounds(now: datetime) -> dict[str, tuple[str, datetime]]:
     day_end = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
     month_end = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
     return {"usd_day": (now.strftime("%Y-%m-%d"), day_end), "usd_month": (now.strftime("%Y-%m"), month_end)}

@@ -3,7 +3,8 @@
 Order of a decision: the name must be safe (see :mod:`router.policy.names`); a deny pattern wins; then
 an allow pattern must match (no allow pattern matching means not allowed: least privilege); then every
 condition whose tool pattern matches is evaluated on the arguments, and a matching or undecidable
-condition denies. Pure and cheap: compiled once per snapshot and role.
+condition denies. Pure and cheap: compiled once per snapshot and role; the part of a decision that depends
+on the name alone is memoised per policy and name (bounded), so a request re-decides only arguments.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -19,11 +20,12 @@ import orjson
 from router.config.roles_schema import RoleSpec
 from router.errors import PolicyViolation
 from router.policy.conditions import CompiledCondition, ConditionError, compile_condition
-from router.policy.names import compile_pattern, safe_name
+from router.policy.names import MEMO_MAX_CHARS, compile_pattern, safe_name
 
 DEFAULT_MAX_CALL_BYTES = 64 * 1024
 DEFAULT_NOTICE = "[agent-router] removed a call to tool '{tool}': not allowed for role '{role}' ({reason})"
 _CACHE_KEY = "tool_policies"
+NAME_CACHE_SIZE = 4096
 
 
 class _DuplicateKey(ValueError):
@@ -38,6 +40,10 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
+_STRICT_JSON = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys)
+"""One decoder for every duplicate-key check (building one per call costs more than the check)."""
+
+
 @dataclass(frozen=True)
 class ToolDecision:
     allowed: bool
@@ -47,6 +53,16 @@ class ToolDecision:
     reason: str
     pending: bool = False
     """Allowed by name, but a condition applies and no arguments were given to check it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _NameVerdict:
+    """What the name alone decides: the decision when no arguments are known, and what arguments need."""
+
+    decision: ToolDecision
+    canonical: str | None
+    allowed_by: str | None
+    applicable: tuple[CompiledCondition, ...]
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,8 @@ class ToolPolicy:
     conditions: tuple[CompiledCondition, ...]
     version: str
     max_call_bytes: int = DEFAULT_MAX_CALL_BYTES
+    by_name: dict[str, _NameVerdict] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    """Memo of :func:`decide`'s name-only part (pure), filled as names are seen; cleared when full."""
 
     def has_conditions_for(self, canonical: str) -> bool:
         return any(cond.matcher.fullmatch(canonical) for cond in self.conditions)
@@ -146,29 +164,59 @@ def policy_for(snapshot: Any, role: str | None) -> ToolPolicy:
 
 def decide(policy: ToolPolicy, name: object, arguments: str | None = None) -> ToolDecision:
     """May a call to tool ``name`` with ``arguments`` (JSON text, or None when not known yet) go ahead?"""
+    verdict = _name_verdict(policy, name)
+    if arguments is None or not verdict.decision.pending:
+        return verdict.decision
+    assert verdict.canonical is not None and verdict.allowed_by is not None
+    return _check_arguments(verdict.canonical, verdict.allowed_by, verdict.applicable, arguments)
+
+
+def _name_verdict(policy: ToolPolicy, name: object) -> _NameVerdict:
+    if not isinstance(name, str) or len(name) > MEMO_MAX_CHARS:
+        return _decide_name(policy, name)
+    verdict = policy.by_name.get(name)
+    if verdict is None:
+        verdict = _decide_name(policy, name)
+        if len(policy.by_name) >= NAME_CACHE_SIZE:
+            policy.by_name.clear()
+        policy.by_name[name] = verdict
+    return verdict
+
+
+def _decide_name(policy: ToolPolicy, name: object) -> _NameVerdict:
     canonical = safe_name(name)
     if canonical is None:
-        return ToolDecision(False, "unsafe-name", f"tool name {name!r} is outside the safe character set "
-                                                  "(a-z 0-9 _ . : -, at most 64 after normalisation)")
+        return _NameVerdict(ToolDecision(False, "unsafe-name", f"tool name {name!r} is outside the safe character "
+                                                               "set (a-z 0-9 _ . : -, at most 64 after "
+                                                               "normalisation)"), None, None, ())
     if policy.role is None:
-        return ToolDecision(False, "no-role", "no role was resolved for this caller, so no tools are allowed")
+        return _NameVerdict(ToolDecision(False, "no-role", "no role was resolved for this caller, so no tools are "
+                                                           "allowed"), canonical, None, ())
     for text, pattern in policy.deny:
         if pattern.fullmatch(canonical):
-            return ToolDecision(False, f"deny:{text}", f"tool '{canonical}' matches deny pattern '{text}'")
+            return _NameVerdict(ToolDecision(False, f"deny:{text}", f"tool '{canonical}' matches deny pattern "
+                                                                    f"'{text}'"), canonical, None, ())
     allowed_by = next((text for text, pattern in policy.allow if pattern.fullmatch(canonical)), None)
     if allowed_by is None:
-        return ToolDecision(False, "default-deny", f"tool '{canonical}' is not in the allow list of role "
-                                                   f"'{policy.role}'")
-    applicable = [cond for cond in policy.conditions if cond.matcher.fullmatch(canonical)]
+        return _NameVerdict(ToolDecision(False, "default-deny", f"tool '{canonical}' is not in the allow list of "
+                                                                f"role '{policy.role}'"), canonical, None, ())
+    applicable = tuple(cond for cond in policy.conditions if cond.matcher.fullmatch(canonical))
     if not applicable:
-        return ToolDecision(True, f"allow:{allowed_by}", f"tool '{canonical}' matches allow pattern '{allowed_by}'")
-    if arguments is None:
-        return ToolDecision(True, f"allow:{allowed_by}", f"tool '{canonical}' is allowed; its arguments are checked "
-                                                         "on each call", pending=True)
+        decision = ToolDecision(True, f"allow:{allowed_by}", f"tool '{canonical}' matches allow pattern "
+                                                             f"'{allowed_by}'")
+    else:
+        decision = ToolDecision(True, f"allow:{allowed_by}", f"tool '{canonical}' is allowed; its arguments are "
+                                                             "checked on each call", pending=True)
+    return _NameVerdict(decision, canonical, allowed_by, applicable)
+
+
+def _check_arguments(canonical: str, allowed_by: str, applicable: tuple[CompiledCondition, ...],
+                     arguments: str) -> ToolDecision:
+    """The conditions that apply to an allowed tool, evaluated on one call's arguments."""
     try:
         parsed = orjson.loads(arguments)
         if "{" in arguments:
-            json.loads(arguments, object_pairs_hook=_no_duplicate_keys)
+            _STRICT_JSON.decode(arguments)
     except (orjson.JSONDecodeError, _DuplicateKey):
         return ToolDecision(False, "invalid-arguments", f"arguments of '{canonical}' are not valid JSON (or repeat "
                                                         "a key), so its conditions cannot be checked")

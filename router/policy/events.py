@@ -49,6 +49,7 @@ def record_decision(ctx: RequestContext, policy: ToolPolicy, tool: object, decis
 
 
 MAX_HEADER_CHARS = 4096
+_HEADER_JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 
 
 def summary_header(summary: list[dict[str, Any]]) -> str:
@@ -56,13 +57,17 @@ def summary_header(summary: list[dict[str, Any]]) -> str:
 
     Entries that do not fit are counted in a final ``{"truncated": n}`` entry.
     """
+    if len(summary) <= 16:  # the usual case: a few entries that fit, encoded in one pass
+        whole = _HEADER_JSON.encode(summary)
+        if len(whole) + 1 <= MAX_HEADER_CHARS - 32:
+            return whole
     kept: list[dict[str, Any]] = []
     size = 2
     for i, entry in enumerate(summary):
-        text = json.dumps(entry, ensure_ascii=True, separators=(",", ":"))
+        text = _HEADER_JSON.encode(entry)
         if size + len(text) + 1 > MAX_HEADER_CHARS - 32:
             kept.append({"truncated": len(summary) - i})
             break
         kept.append(entry)
         size += len(text) + 1
-    return json.dumps(kept, ensure_ascii=True, separators=(",", ":"))
+    return _HEADER_JSON.encode(kept)

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 SAFE_NAME = re.compile(r"[a-z0-9_.:-]{1,64}")
 _SAFE_PATTERN = re.compile(r"[a-z0-9_.:*?-]{1,64}")
+MEMO_MAX_CHARS = 256
+"""Longer names (surely unusual, possibly hostile) are not memoised, so memos stay small."""
 
 
 def normalize(name: str) -> str:
@@ -28,6 +31,12 @@ def safe_name(name: object) -> str | None:
     """The canonical form of a tool name, or None when it is not a string in the safe alphabet."""
     if not isinstance(name, str):
         return None
+    return _canonical(name) if len(name) <= MEMO_MAX_CHARS else _canonical.__wrapped__(name)
+
+
+@lru_cache(maxsize=4096)
+def _canonical(name: str) -> str | None:
+    """Agents offer the same few names on every request: normalise each once (pure, bounded memo)."""
     canonical = normalize(name)
     return canonical if SAFE_NAME.fullmatch(canonical) else None
 

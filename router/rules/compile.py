@@ -21,7 +21,7 @@ from router.rules.conditions import AllOf, Condition, Where, compile_match
 from router.rules.routes import Arm, ChainRoute, Route, SplitRoute, StrategyRoute
 from router.rules.schema import DefaultSpec, RouteSpec, RuleSpec
 from router.rules.strategies import PoolMember
-from router.tokens import preload_encodings
+from router.tokens import encodings_for, preload_encodings
 
 RULE_SUFFIXES = (".yaml", ".yml")
 TEST_SUFFIXES = (".tests.yaml", ".tests.yml")
@@ -230,6 +230,6 @@ def compile_rules(spec: ConfigFile, base_dir: Path, config: YamlDoc | None,
     problems.extend(compiler.problems)
     rules = [*compiler.rules, *([compiler.default] if compiler.default else [])]
     if any(rule.needs_tokens for rule in rules):
-        preload_encodings()
+        preload_encodings(encodings_for(deployment.model for deployment in spec.deployments.values()))
     return RuleSet(tuple(rules), tuple(str(p) for p in sources.rule_files), digest.hexdigest(),
                    tuple(str(p) for p in sources.folders))

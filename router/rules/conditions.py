@@ -1,7 +1,8 @@
 """Compiled rule conditions: a small tree of tests over :class:`RequestFacts`, evaluated lazily.
 
 ``all`` and ``any`` short-circuit, so an expensive fact (the prompt's token count) is computed only when a
-condition actually reaches it. Each test can explain itself for ``/v1/route/explain``.
+condition actually reaches it, and a token range is first tried on cheap bounds of the count (the routing
+hot path; an explained decision always shows the count). Each test can explain itself for ``/v1/route/explain``.
 """
 
 from __future__ import annotations
@@ -119,12 +120,24 @@ class TokenRangeTest(Condition):
     max: int | None
 
     def test(self, facts: RequestFacts, trace: Trace | None = None) -> bool:
+        if trace is None:
+            decided = self.decided_by(*facts.prompt_token_bounds)
+            if decided is not None:
+                return decided
         tokens = facts.prompt_tokens
         ok = (self.min is None or tokens >= self.min) and (self.max is None or tokens <= self.max)
         if trace is not None:
             trace.append({"test": "prompt_tokens", "expected": {"min": self.min, "max": self.max},
                           "actual": tokens, "matched": ok})
         return ok
+
+    def decided_by(self, low: int, high: int) -> bool | None:
+        """The outcome when every count in [low, high] gives the same one, else None (count to know)."""
+        if (self.min is not None and high < self.min) or (self.max is not None and low > self.max):
+            return False
+        if (self.min is None or low >= self.min) and (self.max is None or high <= self.max):
+            return True
+        return None
 
     @property
     def needs_tokens(self) -> bool:

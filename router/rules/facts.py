@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from router.context import RequestContext
-from router.tokens import prompt_tokens
+from router.tokens import prompt_bounds, prompt_tokens
 
 HEADER_PREFIX = "x-agent-router-"
 
@@ -62,6 +62,11 @@ class RequestFacts:
     @property
     def prompt_tokens(self) -> int:
         return prompt_tokens(self.ctx)
+
+    @property
+    def prompt_token_bounds(self) -> tuple[int, int]:
+        """Cheap bounds of :attr:`prompt_tokens` (no tokenizer)."""
+        return prompt_bounds(self.ctx)
 
     @property
     def sticky_keys(self) -> dict[str, str | None]:
