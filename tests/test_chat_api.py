@@ -244,3 +244,20 @@ def test_http_client_sees_json_error_on_wrong_content(router):
         resp = http.post("/v1/chat/completions", data={"model": "fast"},
                          headers={"authorization": "Bearer test-key"})
     _assert_openai_error(resp, 400)
+
+
+def test_non_latin_names_in_config_do_not_break_response_headers(upstream, start_router):
+    from tests.configs import TEST_KEY_HASH
+
+    config = openai_config(upstream.openai_base_url, f"""
+roles:
+  r: {{models: ["*"]}}
+agents:
+  "агент-😀": {{role: r, keys: [{{hash: "{TEST_KEY_HASH}"}}]}}
+""")
+    config = (config.replace("deployments:\n  primary:", 'deployments:\n  "прим":')
+              .replace("fast: [primary]", 'fast: ["прим"]').replace("both: [primary, secondary]", "both: [secondary]"))
+    router = start_router(config)
+    raw = router.client().chat.completions.with_raw_response.create(model="fast", messages=USER)
+    assert raw.http_response.status_code == 200
+    assert raw.headers["x-agent-router-agent"] and raw.headers["x-agent-router-deployment"]

@@ -36,16 +36,21 @@ api = APIRouter()
 _USAGE_MARKERS = (b'"usage":{', b'"usage": {')
 
 
+def _header_value(text: str) -> bytes:
+    """Names from config or the key store may hold any character: headers carry latin-1 without line breaks."""
+    return text.encode("latin-1", "replace").replace(b"\r", b" ").replace(b"\n", b" ")
+
+
 def decision_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
     """The ``x-agent-router-*`` response headers, already encoded (appended to the response as they are)."""
     served = ctx.served_by
-    headers = [(b"x-agent-router-rule", (ctx.rule or "").encode("latin-1")),
+    headers = [(b"x-agent-router-rule", _header_value(ctx.rule or "")),
                (b"x-agent-router-attempts", str(len(ctx.attempts)).encode())]
     if served is not None:
-        headers.append((b"x-agent-router-deployment", served.deployment.encode("latin-1")))
-        headers.append((b"x-agent-router-provider", served.provider.encode("latin-1")))
+        headers.append((b"x-agent-router-deployment", _header_value(served.deployment)))
+        headers.append((b"x-agent-router-provider", _header_value(served.provider)))
     if ctx.agent:
-        headers.append((b"x-agent-router-agent", ctx.agent.encode("latin-1")))
+        headers.append((b"x-agent-router-agent", _header_value(ctx.agent)))
     if ctx.policy_summary:
         headers.append((b"x-agent-router-policy", summary_header(ctx.policy_summary).encode("latin-1")))
     return headers
