@@ -34,7 +34,7 @@ from tests.fakes.behaviours import (
     Text,
     openai_error,
 )
-from tests.harness import free_port
+from tests.harness import free_port, wait_until
 
 USER = [{"role": "user", "content": "hello"}]
 
@@ -388,10 +388,3 @@ def test_every_attempt_is_counted_in_and_out_of_the_deployment_stats(upstream, s
     assert stats.get("b").successes == 1 and stats.latency_ms("b") is not None
 
 
-def wait_until(predicate, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False

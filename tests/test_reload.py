@@ -17,7 +17,7 @@ import pytest
 
 from tests.configs import with_test_identity
 from tests.fakes.behaviours import SlowStream
-from tests.harness import RouterProcess, write_config
+from tests.harness import RouterProcess, wait_until, write_config
 
 ADMIN = {"authorization": "Bearer admin-secret"}
 USER = [{"role": "user", "content": "hello"}]
@@ -45,13 +45,6 @@ def served_model(router) -> str:
         return client.chat.completions.create(model="chat", messages=USER).model
 
 
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_admin_reload_swaps_a_valid_config_and_refuses_an_invalid_one(upstream, start_router):
@@ -86,7 +79,7 @@ def test_a_file_change_on_disk_is_picked_up(upstream, start_router):
     assert served_model(router) == "up-one"
     assert router.state.last_reload_error and "no-such-deployment" in router.state.last_reload_error
     path.write_text(config(upstream.openai_base_url, "two"))
-    assert wait_for(lambda: served_model(router) == "up-two")
+    assert wait_until(lambda: served_model(router) == "up-two")
 
 
 def test_a_rule_file_change_is_picked_up(upstream, start_router, tmp_path):
@@ -99,7 +92,7 @@ def test_a_rule_file_change_is_picked_up(upstream, start_router, tmp_path):
     router = start_router(text + "rules: rules/\n", watch_config=True, watch_interval=0.05)
     assert served_model(router) == "up-one"
     rule_file.write_text("rules:\n  - name: everything\n    route: {deployments: [dep-two]}\n")
-    assert wait_for(lambda: served_model(router) == "up-two")
+    assert wait_until(lambda: served_model(router) == "up-two")
 
 
 def test_a_request_in_flight_finishes_on_the_config_it_started_with(upstream, start_router):
@@ -188,7 +181,7 @@ def test_sighup_reloads_the_serving_process(upstream, tmp_path):
         assert served_model(router) == "up-one", "an invalid config is refused"
         path.write_text(config(upstream.openai_base_url, "two"))
         router.proc.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: served_model(router) == "up-two")
+        assert wait_until(lambda: served_model(router) == "up-two")
         assert httpx.get(f"{router.url}/healthz").status_code == 200
     finally:
         code = router.stop()
