@@ -10,7 +10,8 @@ client library's own exceptions. Errors that happen before the first event must 
 A stream bounds its own wait for each event by the call's ``timeout`` (raising
 :class:`router.errors.UpstreamTimeout`): the executor arms no timer per chunk. An adapter may also offer
 ``stream_batches(call)``, the same events as lists of those that arrived together, which the router relays in
-one write each.
+one write each; it may yield its final batch (the one the upstream's ``[DONE]`` came with) as a
+:class:`LastBatch`, so that the router ends the client's stream in that same write.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ class ChatCall:
     extra_headers: dict[str, str] | None = None
 
 
+class LastBatch(list[bytes]):
+    """A batch after which the stream is over: nothing more will be yielded."""
+
+    __slots__ = ()
+
+
 @dataclass(slots=True)
 class Completion:
     """A whole answer: ``data`` parsed; ``raw`` the upstream bytes when they can be relayed unchanged."""
@@ -37,6 +44,9 @@ class Completion:
 
 
 class Provider(Protocol):
+    """Optional: ``keeps_deadline = True`` promises that ``complete`` never outlives ``call.timeout`` (connect,
+    send and read included), so the executor arms no timer of its own around it."""
+
     name: str
 
     async def complete(self, call: ChatCall) -> Completion: ...

@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from providers.base import ChatCall, Completion, Provider
+from providers.base import ChatCall, Completion, LastBatch, Provider
 from router.capabilities import context_window, screen
 from router.config.schema import CooldownSpec, DeploymentSpec, RoutingSpec
 from router.context import Attempt, RequestContext
@@ -62,6 +62,11 @@ class Executor:
 
     async def complete(self, ctx: RequestContext, plan: RoutePlan) -> Completion:
         async def call(name: str, provider: Provider, chat: ChatCall, limit: float) -> Completion:
+            if getattr(provider, "keeps_deadline", False):
+                # The adapter bounds the whole call by chat.timeout itself (one timer it arms anyway): no second
+                # timer here. The request's deadline may leave less than the attempt's own timeout.
+                chat.timeout = min(chat.timeout, limit)
+                return await provider.complete(chat)
             async with asyncio.timeout(limit):
                 return await provider.complete(chat)
 
@@ -85,6 +90,8 @@ class Executor:
                 raise
             tracked = TrackedStream(self, name, iterator, batched, chat.timeout, ctx.snapshot.spec.routing.cooldown,
                                     began)
+            if type(first) is LastBatch:  # the whole answer came in the first read
+                await tracked.ended_well()
             return (first if batched else [first]), tracked
 
         return await self._run(ctx, plan, call, streaming=True)
@@ -263,7 +270,10 @@ class TrackedStream:
             raise StopAsyncIteration
         try:
             if self._batched:
-                return await anext(self._iterator)
+                batch = await anext(self._iterator)
+                if type(batch) is LastBatch:
+                    await self.ended_well()
+                return batch
             return [await anext(self._iterator)]
         except StopAsyncIteration:
             await self._end(ok=True)
@@ -281,6 +291,10 @@ class TrackedStream:
 
     async def aclose(self) -> None:
         await self._end(ok=False)
+
+    async def ended_well(self) -> None:
+        """The adapter said its last batch is out (:class:`providers.base.LastBatch`)."""
+        await self._end(ok=True)
 
     async def _end(self, ok: bool, error: ProviderError | None = None) -> None:
         if self._done:

@@ -14,7 +14,7 @@ from router import sse
 
 
 class ScriptedReads:
-    """Stands in for aiohttp's StreamReader: each piece is one network read, after an optional pause."""
+    """Stands in for the HTTP client's pieces: each one is one network read, after an optional pause."""
 
     def __init__(self, *reads: bytes | tuple[float, bytes]) -> None:
         self.reads = reads
@@ -28,7 +28,7 @@ class ScriptedReads:
 
 
 async def collect(content: ScriptedReads, stall_after: float = 5.0) -> list[list[bytes]]:
-    return [batch async for batch in _sse_batches(content, stall_after)]  # type: ignore[arg-type]
+    return [batch async for batch in _sse_batches(content.iter_any(), stall_after)]
 
 
 def test_events_of_one_read_form_one_batch():
