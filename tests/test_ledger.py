@@ -235,3 +235,25 @@ def test_cost_is_unknown_not_zero_without_a_price() -> None:
     assert cost_usd(spec(input_per_million=1), {"prompt_tokens": 5, "completion_tokens": 1}) == (None, False)
     assert cost_usd(spec(), {"prompt_tokens": 0, "completion_tokens": 0}) == (0.0, False)
     assert cost_usd(spec(input_per_million=1, output_per_million=1), None) == (0.0, True)
+
+
+def test_a_client_that_leaves_mid_stream_is_recorded_and_the_upstream_let_go(router: Any, upstream: Any,
+                                                                               db: str) -> None:
+    """The client closes the connection after the first chunk: the router stops relaying at once (it does not
+    read the rest of a slow upstream answer) and the ledger says the request ended with the client gone."""
+    import httpx
+
+    words = " ".join(f"w{i}" for i in range(60))
+    upstream.always("up-unpriced", SlowStream(delay=0.1, content=words))
+    body = {"model": "unknown-price", "stream": True, "messages": MESSAGES}
+    began = time.monotonic()
+    with httpx.Client(timeout=10) as http, http.stream("POST", f"{router.url}/v1/chat/completions", json=body,
+                                                       headers={"authorization": f"Bearer {TEST_KEY}"}) as resp:
+        assert resp.status_code == 200
+        first = next(resp.iter_raw())
+        assert first.startswith(b"data: ")
+        request_id = resp.headers["x-request-id"]
+    router.stop()  # drains the ledger
+    assert time.monotonic() - began < 5  # the 60 slow chunks (6 s) were not all read
+    (row,) = [r for r in usage_rows(db, "request") if r["request_id"] == request_id]
+    assert row["status"] == "error" and "client disconnected" in row["error"]

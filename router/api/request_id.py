@@ -7,7 +7,7 @@ import os
 import re
 from typing import Any
 
-_SAFE_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+_SAFE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 # A random per-process prefix and a counter: 32 hex digits like uuid4().hex, unique across replicas in practice.
 # No syscall per request (os.urandom / uuid4 release the GIL, and getting it back can wait behind another thread).
 _PREFIX = os.urandom(8).hex()
@@ -16,6 +16,15 @@ _COUNTER = itertools.count(int.from_bytes(os.urandom(4), "big"))
 
 def new_request_id() -> bytes:
     return f"{_PREFIX}{next(_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}".encode()
+
+
+def request_id_for(sent: str | None) -> bytes:
+    """The caller's ``x-request-id`` when it is sane (so traces join up across hops), else a new one."""
+    if sent:
+        value = sent.encode("latin-1")
+        if _SAFE_ID.fullmatch(value):
+            return value
+    return new_request_id()
 
 
 class RequestIdMiddleware:
@@ -31,7 +40,7 @@ class RequestIdMiddleware:
         request_id = b""
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                if _SAFE_ID.match(value):
+                if _SAFE_ID.fullmatch(value):
                     request_id = value
                 break
         if not request_id:

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from router.api.parse import parse_chat_body, read_body
 from router.context import RequestContext
+from router.exact_counts import ensure_exact_counts
 from router.policy.request_side import apply_request_policy
 from router.rules.explain import explain_route
 from router.state import RouterState
@@ -31,4 +32,5 @@ async def route_explain(request: Request) -> Response:
     ctx.headers = {k: v for k, v in request.headers.items() if k.startswith("x-agent-router-")}
     state.identity.authorize_model(ctx)
     apply_request_policy(ctx)
+    await ensure_exact_counts(ctx, explain=True)
     return Response(orjson.dumps(explain_route(ctx, state.stats)), media_type="application/json")
