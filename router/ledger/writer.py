@@ -3,7 +3,7 @@
 The event loop only queues a reference to each ended request (:class:`EndedRequest`); its rows are built, its
 tokens estimated when needed, and its audit events hashed on the database thread, a whole batch at a time. A
 background task flushes every ``flush_interval`` seconds, or sooner once ``batch_size`` requests wait, in one
-transaction per batch (usage rows and chained audit events together, with multi-row INSERTs). While the
+transaction per batch (usage rows and chained audit events together, in bulk: see ``bulk``). While the
 database is unreachable the built records stay queued (at most ``max_pending`` requests; beyond that the oldest
 are dropped, loudly) and the writer retries with backoff. :meth:`close` drains the queue before returning.
 """
@@ -17,7 +17,7 @@ from collections import deque
 
 from router.ledger import audit_chain
 from router.ledger.bulk import insert_rows
-from router.ledger.records import COLUMNS, EndedRequest, FinishedRequest
+from router.ledger.records import COLUMNS, EndedRequest, FinishedRequest, flagged_estimated
 from router.ledger.schema import migrate
 from router.store.database import Database, DatabaseUnavailable
 
@@ -31,7 +31,7 @@ Pending = EndedRequest | FinishedRequest
 
 def write_batch(database: Database, batch: list[FinishedRequest]) -> None:
     """One transaction: every usage row of the batch, then its audit events appended to the chain."""
-    rows = [record.row() for item in batch for record in item.records]
+    rows = [row for item in batch for row in item.rows]
     events = [event for item in batch for event in item.audit_events]
     with database.transaction() as cursor:
         if rows:
@@ -59,8 +59,7 @@ def resolve_estimate(item: FinishedRequest) -> None:
     except Exception:
         log.exception("ledger: token estimate failed for request %s; its tokens stay 0 (flagged estimated)",
                       item.request_id)
-        for record in item.records:
-            record.estimated = 1
+        item.rows[:] = [flagged_estimated(row) for row in item.rows]
 
 
 class LedgerWriter:

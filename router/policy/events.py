@@ -12,6 +12,8 @@ import json
 import time
 from typing import Any
 
+import orjson
+
 from router.context import RequestContext
 from router.policy.decide import ToolDecision, ToolPolicy
 
@@ -27,23 +29,29 @@ def action_for(policy: ToolPolicy, decision: ToolDecision) -> str:
     return "refused_name" if decision.rule == "unsafe-name" else "stripped"
 
 
+_NOTIFIED = frozenset(("stripped", "blocked", "refused_name", "rewritten"))
+_now = time.time
+
+
 def record(ctx: RequestContext, policy: ToolPolicy, tool: object, action: str, stage: str, rule: str,
            reason: str) -> None:
-    """Append one audit event; a change the client should know about also goes into ``ctx.policy_summary``."""
-    name = tool if isinstance(tool, str) or tool is None else repr(tool)
+    """Append one audit event; a change the client should know about also goes into ``ctx.policy_summary``.
+
+    On the event loop, once per tool decision: the event is a plain dict, shaped and checked by the ledger's
+    writer off the loop (``audit_chain``)."""
+    name = tool if tool is None or isinstance(tool, str) else repr(tool)
     ctx.audit_events.append({
-        "ts": time.time(), "request_id": ctx.request_id, "agent": ctx.agent, "role": ctx.role,
+        "ts": _now(), "request_id": ctx.request_id, "agent": ctx.agent, "role": ctx.role,
         "model": ctx.requested_model, "tool": name, "action": action, "stage": stage, "rule": rule,
         "reason": reason, "policy_version": policy.version,
     })
-    if action in ("stripped", "blocked", "refused_name", "rewritten"):
-        summary: dict[str, Any] = {"tool": name, "action": action, "reason": reason, "stage": stage}
-        ctx.policy_summary.append(summary)
+    if action in _NOTIFIED:
+        ctx.policy_summary.append({"tool": name, "action": action, "reason": reason, "stage": stage})
 
 
 def record_decision(ctx: RequestContext, policy: ToolPolicy, tool: object, decision: ToolDecision,
                     stage: str) -> str:
-    action = action_for(policy, decision)
+    action = "allowed" if decision.allowed else action_for(policy, decision)
     record(ctx, policy, tool, action, stage, decision.rule, decision.reason)
     return action
 
@@ -57,8 +65,10 @@ def summary_header(summary: list[dict[str, Any]]) -> str:
 
     Entries that do not fit are counted in a final ``{"truncated": n}`` entry.
     """
-    if len(summary) <= 16:  # the usual case: a few entries that fit, encoded in one pass
-        whole = _HEADER_JSON.encode(summary)
+    if len(summary) <= 16:  # the usual case: a few ASCII entries that fit, encoded in one fast pass (orjson
+        # leaves DEL unescaped, json escapes it; a header value may not carry it)
+        fast = orjson.dumps(summary)
+        whole = fast.decode() if fast.isascii() and 0x7F not in fast else _HEADER_JSON.encode(summary)
         if len(whole) + 1 <= MAX_HEADER_CHARS - 32:
             return whole
     kept: list[dict[str, Any]] = []
