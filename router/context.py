@@ -28,6 +28,8 @@ class RequestContext:
     stream: bool
     requested_model: str
     started: float = field(default_factory=time.perf_counter)
+    body_bytes: int = 0
+    """Size of the request body as received (0 when unknown): a free upper bound on the prompt's tokens."""
     headers: dict[str, str] = field(default_factory=dict)
     """Lower-cased request headers the stages may read (``x-agent-router-*`` metadata)."""
     agent: str | None = None

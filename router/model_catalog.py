@@ -3,13 +3,20 @@
 The JSON file is read from litellm's installed package folder without importing litellm (an import costs
 seconds and hundreds of MB) and without any network fetch. Loaded once, on first use. A deployment's own
 config (prices, context_window, supports) always wins over what is found here.
+
+Parsing the whole map costs 20-50 ms and about 7 MB that the process keeps, so a model the file does not even
+mention (a self-hosted or private model name) is answered "unknown" from a search of the raw file instead;
+a router whose models are all such names never parses it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import mmap
+import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +29,7 @@ from router.config.schema import DeploymentSpec
 log = logging.getLogger("agent_router.catalog")
 
 PRICE_MAP_FILE = "model_prices_and_context_window_backup.json"
+_ESCAPE = re.compile(rb"\\[u/]")
 _lock = threading.Lock()
 _entries: dict[str, dict[str, Any]] | None = None
 
@@ -50,12 +58,35 @@ def litellm_package_dir() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _price_map_path() -> Path | None:
+    folder = litellm_package_dir()
+    return folder / PRICE_MAP_FILE if folder else None
+
+
+def _surely_absent(keys: list[str]) -> bool:
+    """True when none of ``keys`` appears anywhere in the price map file as a JSON string, in any letter case:
+    then none is one of its model names, and the file need not be parsed to know it.
+
+    Only said of printable ASCII keys without quotes or backslashes, in a file without the escapes (``\\u``,
+    ``\\/``) that could spell such a key differently; anything else is "maybe" (False), and the map is parsed."""
+    if not all(key.isascii() and key.isprintable() and '"' not in key and "\\" not in key for key in keys):
+        return False
+    path = _price_map_path()
+    if path is None:
+        return False
+    quoted = re.compile(b'"(?:' + b"|".join(re.escape(key.encode()) for key in keys) + b')"', re.IGNORECASE)
+    try:
+        with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as text:
+            return quoted.search(text) is None and _ESCAPE.search(text) is None
+    except (OSError, ValueError):  # unreadable or empty: parsing it will say so
+        return False
+
+
 def _load() -> dict[str, dict[str, Any]]:
     global _entries
     with _lock:
         if _entries is None:
-            folder = litellm_package_dir()
-            path = folder / PRICE_MAP_FILE if folder else None
+            path = _price_map_path()
             try:
                 data = orjson.loads(path.read_bytes()) if path else {}
             except (OSError, orjson.JSONDecodeError) as exc:
@@ -76,10 +107,32 @@ def _candidates(model: str) -> list[str]:
     return keys
 
 
+_absent: set[str] = set()
+"""Keys a search of the file found nowhere in it (meaningful only while the map is not parsed)."""
+
+
+def prefetch(models: Iterable[str]) -> None:
+    """Settle for all ``models`` at once (a config's deployments) what the map knows of them: one search of the
+    file when it mentions none of them, else the parse that their lookups would need anyway. Called at config
+    load, so that no request pays for either."""
+    if _entries is not None:
+        return
+    keys = sorted({key for model in models for key in _candidates(model)} - _absent)
+    if not keys:
+        return
+    if _surely_absent(keys):
+        _absent.update(keys)
+    else:
+        _load()
+
+
 @lru_cache(maxsize=4096)
 def lookup(model: str) -> tuple[str, dict[str, Any]] | None:
+    candidates = _candidates(model)
+    if _entries is None and (_absent.issuperset(candidates) or _surely_absent(candidates)):
+        return None
     entries = _load()
-    for key in _candidates(model):
+    for key in candidates:
         entry = entries.get(key)
         if entry is not None:
             return key, entry

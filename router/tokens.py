@@ -7,9 +7,10 @@ choose a route or a context window, never to bill). Image parts count a flat 85 
 low-detail figure), audio and files nothing: the estimate is a lower bound for multimodal prompts.
 
 tiktoken needs its BPE files; the router never downloads them. When ``TIKTOKEN_CACHE_DIR`` is unset it
-points at the copies the litellm package ships (found without importing litellm). Encodings load once
-(about 0.6-0.9 s and 55-90 MB each), guarded by a lock: in a background thread for the encodings the
-configured deployments use, else on first use.
+points at the copies the litellm package ships (found without importing litellm). An encoding costs about
+0.3-0.9 s to load and 40-70 MB of memory, so it loads once, guarded by a lock, and only when a count is really
+needed: the request path loads it in a worker thread first (:mod:`router.exact_counts`), the ledger's writer
+in its own thread. A router whose requests the cheap bounds below always decide never loads one.
 
 Most rule decisions need no count at all: :func:`prompt_token_bounds` brackets the estimate from the text's
 size (a token is 1 to :data:`MAX_TOKEN_BYTES` bytes of UTF-8), and a range test that the bracket already
@@ -18,10 +19,8 @@ decides never tokenizes. When the count is computed it is exactly the estimate b
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
     import tiktoken
 
     from router.context import RequestContext
-
-log = logging.getLogger("agent_router.tokens")
 
 FALLBACK_ENCODING = "cl100k_base"
 IMAGE_PART_TOKENS = 85
@@ -47,7 +44,6 @@ _CL100K_PREFIXES = ("gpt-4", "gpt-3.5", "gpt-35", "text-embedding-3", "text-embe
 
 _lock = threading.Lock()
 _encodings: dict[str, tiktoken.Encoding] = {}
-_preload_requested: set[str] = set()
 
 CTX_KEY = "prompt_tokens"
 BOUNDS_KEY = "prompt_token_bounds"
@@ -87,29 +83,9 @@ def get_encoding(name: str) -> tiktoken.Encoding:
         return encoding
 
 
-def encodings_for(models: Iterable[str]) -> set[str]:
-    """The encodings counting for these upstream models will use."""
-    return {encoding_name(model) for model in models}
-
-
-def preload_encodings(names: Iterable[str]) -> None:
-    """Load ``names`` in a background thread (each once per process), so the first request that needs a
-    count does not parse BPE files on the event loop; nothing waits for it (a request that needs an
-    encoding still loading waits on the lock, only then)."""
-    with _lock:
-        todo = sorted(set(names) - _preload_requested - set(_encodings))
-        _preload_requested.update(todo)
-    if not todo:
-        return
-
-    def load() -> None:
-        try:
-            for name in todo:
-                get_encoding(name)
-        except Exception as exc:  # the first request will raise it properly; here it is only a head start
-            log.warning("tiktoken encodings could not be preloaded: %s", exc)
-
-    threading.Thread(target=load, name="tiktoken-preload", daemon=True).start()
+def encoding_loaded(name: str) -> bool:
+    """Whether :func:`get_encoding` would answer at once (no file to read, no lock to wait for)."""
+    return name in _encodings
 
 
 def count_text_tokens(text: str, model: str) -> int:
@@ -232,8 +208,41 @@ def prompt_bounds(ctx: RequestContext) -> tuple[int, int]:
     return bounds
 
 
+def encoding_for(ctx: RequestContext) -> str:
+    """The encoding :func:`prompt_tokens` counts ``ctx``'s prompt with."""
+    return encoding_name(_upstream_model(ctx))
+
+
 def _upstream_model(ctx: RequestContext) -> str:
     """A public alias (``fast``) says nothing of the tokenizer: count as its primary deployment's model."""
     chain = ctx.snapshot.models.get(ctx.requested_model)
     deployment = ctx.snapshot.deployments.get(chain[0]) if chain else None
     return deployment.model if deployment is not None else ctx.requested_model
+
+
+def prompt_ceiling(ctx: RequestContext) -> int | None:
+    """A bound of the prompt estimate from the request body's size alone (None when unknown): free to compute.
+
+    Every text counted is a substring of the JSON body, and its UTF-8 bytes (at least one per token) are no
+    more than its escaped form there. A message adds at most 4 tokens of overhead; an image part counts
+    IMAGE_PART_TOKENS (85) but takes at least 20 bytes of JSON (``{"type":"image_url"}``); re-encoded tool
+    schemas can grow a little (``1E2`` -> ``100.0``). Five tokens per body byte plus the per-message overhead
+    covers all of it."""
+    size = ctx.body_bytes
+    if not size:
+        return None
+    messages = ctx.payload.get("messages")
+    overhead = TOKENS_PER_MESSAGE + TOKENS_PER_NAME
+    return REPLY_PRIMING + overhead * (len(messages) if isinstance(messages, list) else 0) + 5 * size
+
+
+def prompt_fits(ctx: RequestContext, window: int) -> bool:
+    """Whether the prompt's estimate is at most ``window`` tokens: counted only when neither the free ceiling
+    nor the cheap bounds can tell."""
+    ceiling = prompt_ceiling(ctx)
+    if ceiling is not None and ceiling <= window:
+        return True
+    low, high = prompt_bounds(ctx)
+    if high <= window or low > window:
+        return high <= window
+    return prompt_tokens(ctx) <= window

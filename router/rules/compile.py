@@ -16,12 +16,11 @@ from router.config.errors import ConfigError, ConfigProblem
 from router.config.loader import validate_model
 from router.config.schema import ConfigFile
 from router.config.yaml_source import YamlDoc, read_yaml
-from router.model_catalog import model_info
+from router.model_catalog import model_info, prefetch
 from router.rules.conditions import AllOf, Condition, Where, compile_match
 from router.rules.routes import Arm, ChainRoute, Route, SplitRoute, StrategyRoute
 from router.rules.schema import DefaultSpec, RouteSpec, RuleSpec
 from router.rules.strategies import PoolMember
-from router.tokens import encodings_for, preload_encodings
 
 RULE_SUFFIXES = (".yaml", ".yml")
 TEST_SUFFIXES = (".tests.yaml", ".tests.yml")
@@ -217,6 +216,7 @@ def compile_rules(spec: ConfigFile, base_dir: Path, config: YamlDoc | None,
                   problems: list[ConfigProblem]) -> RuleSet:
     """Read and compile every rule file; append problems (the caller refuses the config when any)."""
     sources = find_rule_sources(spec.rules, base_dir, config, problems)
+    prefetch(deployment.model for deployment in spec.deployments.values())
     compiler = _Compiler(spec)
     digest = hashlib.sha256()
     for path in sources.rule_files:
@@ -229,7 +229,5 @@ def compile_rules(spec: ConfigFile, base_dir: Path, config: YamlDoc | None,
         compiler.file(doc)
     problems.extend(compiler.problems)
     rules = [*compiler.rules, *([compiler.default] if compiler.default else [])]
-    if any(rule.needs_tokens for rule in rules):
-        preload_encodings(encodings_for(deployment.model for deployment in spec.deployments.values()))
     return RuleSet(tuple(rules), tuple(str(p) for p in sources.rule_files), digest.hexdigest(),
                    tuple(str(p) for p in sources.folders))

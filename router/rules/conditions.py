@@ -121,7 +121,10 @@ class TokenRangeTest(Condition):
 
     def test(self, facts: RequestFacts, trace: Trace | None = None) -> bool:
         if trace is None:
-            decided = self.decided_by(*facts.prompt_token_bounds)
+            ceiling = facts.prompt_token_ceiling
+            decided = None if ceiling is None else self.decided_by(0, ceiling)
+            if decided is None:
+                decided = self.decided_by(*facts.prompt_token_bounds)
             if decided is not None:
                 return decided
         tokens = facts.prompt_tokens

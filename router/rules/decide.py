@@ -61,8 +61,9 @@ def _plan(rule: CompiledRule, facts: RequestFacts, stats: DeploymentStats | None
         why = "the default rule" if rule.is_default else "a rule for every request"
     else:
         why = describe(trace) if trace is not None else f"when {rule.summary}"
-    plan = RoutePlan(rule=rule.name, deployments=resolved.deployments, set_params=dict(rule.route.set_params),
-                     cap_params=dict(rule.route.cap_params), reason=f"{why}; {resolved.reason}")
+    # The route's own dicts, not copies: nothing downstream writes to a plan's params (they belong to the snapshot).
+    plan = RoutePlan(rule=rule.name, deployments=resolved.deployments, set_params=rule.route.set_params,
+                     cap_params=rule.route.cap_params, reason=f"{why}; {resolved.reason}")
     return Decision(plan, rule, resolved, trace or [], evaluated)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from router.context import RequestContext
-from router.tokens import prompt_bounds, prompt_tokens
+from router.tokens import prompt_bounds, prompt_ceiling, prompt_fits, prompt_tokens
 
 HEADER_PREFIX = "x-agent-router-"
 
@@ -64,9 +64,18 @@ class RequestFacts:
         return prompt_tokens(self.ctx)
 
     @property
+    def prompt_token_ceiling(self) -> int | None:
+        """A bound of :attr:`prompt_tokens` from the body's size alone (None when unknown), free to compute."""
+        return prompt_ceiling(self.ctx)
+
+    @property
     def prompt_token_bounds(self) -> tuple[int, int]:
         """Cheap bounds of :attr:`prompt_tokens` (no tokenizer)."""
         return prompt_bounds(self.ctx)
+
+    def prompt_fits(self, window: int) -> bool:
+        """``prompt_tokens <= window``, without counting when the ceiling or the bounds already tell."""
+        return prompt_fits(self.ctx, window)
 
     @property
     def sticky_keys(self) -> dict[str, str | None]:

@@ -6,6 +6,7 @@ sticky) and keeps the other arms' deployments after it as fallbacks. A strategy 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 from collections.abc import Callable
@@ -65,10 +66,23 @@ class Arm:
     deployments: tuple[str, ...]
 
 
+@functools.lru_cache(maxsize=8192)
 def sticky_fraction(rule: str, key: str) -> float:
-    """A stable number in [0, 1) for (rule, key): the same agent lands on the same arm on every replica."""
+    """A stable number in [0, 1) for (rule, key): the same agent lands on the same arm on every replica.
+
+    Cached: agents are few and the hash is on every request of a sticky split."""
     digest = hashlib.sha256(f"{rule}\x00{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass(frozen=True, slots=True)
+class _ArmChoice:
+    """What choosing one arm means, worked out once per compiled route: arms never change after compile."""
+
+    upper_edge: float
+    deployments: tuple[str, ...]
+    """The arm's deployments, then the other arms' as fallbacks."""
+    label: str
 
 
 @dataclass(frozen=True)
@@ -78,25 +92,36 @@ class SplitRoute(Route):
     set_params: dict[str, Any] = field(default_factory=dict)
     cap_params: dict[str, Any] = field(default_factory=dict)
 
-    def resolve(self, facts: RequestFacts, rule: str, stats: DeploymentStats | None, rand: Random) -> Resolved:
-        key = facts.sticky_keys.get(self.sticky) if self.sticky else None
-        point = sticky_fraction(rule, key) if key else rand()
+    @functools.cached_property
+    def _choices(self) -> tuple[_ArmChoice, ...]:
         total = sum(arm.weight for arm in self.arms)
-        chosen, edge = self.arms[-1], 0.0
+        choices, edge = [], 0.0
         for arm in self.arms:
             edge += arm.weight / total
-            if point < edge:
-                chosen = arm
+            ordered = list(arm.deployments)
+            for other in self.arms:
+                ordered.extend(name for name in other.deployments if name not in ordered)
+            choices.append(_ArmChoice(edge, tuple(ordered), f"split arm {arm.name!r} ({arm.weight / total:.0%}, "))
+        return tuple(choices)
+
+    @functools.cached_property
+    def _arms_detail(self) -> list[dict[str, Any]]:
+        return [{"name": a.name, "weight": a.weight, "deployments": list(a.deployments)} for a in self.arms]
+
+    def resolve(self, facts: RequestFacts, rule: str, stats: DeploymentStats | None, rand: Random) -> Resolved:
+        key = None if self.sticky is None else facts.agent if self.sticky == "agent" else facts.user
+        point = sticky_fraction(rule, key) if key else rand()
+        choices = self._choices
+        index = len(choices) - 1
+        for i, choice in enumerate(choices):
+            if point < choice.upper_edge:
+                index = i
                 break
-        ordered = list(chosen.deployments)
-        for arm in self.arms:
-            ordered.extend(name for name in arm.deployments if name not in ordered)
-        how = f"sticky by {self.sticky} {key!r}" if key else "random"
-        share = f"{chosen.weight / total:.0%}"
-        return Resolved(tuple(ordered), f"split arm {chosen.name!r} ({share}, {how})",
-                        {"kind": "split", "arm": chosen.name, "sticky": self.sticky, "sticky_key": key,
-                         "arms": [{"name": a.name, "weight": a.weight, "deployments": list(a.deployments)}
-                                  for a in self.arms]})
+        chosen, arm = choices[index], self.arms[index]
+        how = f"sticky by {self.sticky} {key!r})" if key else "random)"
+        return Resolved(chosen.deployments, chosen.label + how,
+                        {"kind": "split", "arm": arm.name, "sticky": self.sticky, "sticky_key": key,
+                         "arms": self._arms_detail})
 
     def references(self) -> tuple[str, ...]:
         return tuple(name for arm in self.arms for name in arm.deployments)
@@ -112,7 +137,7 @@ class StrategyRoute(Route):
     def resolve(self, facts: RequestFacts, rule: str, stats: DeploymentStats | None, rand: Random) -> Resolved:
         names = [member.name for member in self.pool]
         if self.strategy == "cheapest":
-            ordered, notes = strategies.cheapest(self.pool, facts.prompt_tokens)
+            ordered, notes = strategies.cheapest(self.pool, facts.prompt_fits)
         elif self.strategy == "lowest_latency":
             ordered, notes = strategies.lowest_latency(names, stats)
         else:

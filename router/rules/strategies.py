@@ -13,7 +13,7 @@ Ties keep the pool's order. Facts are passed in; nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +29,12 @@ class PoolMember:
     context_window: int | None
 
 
-def cheapest(pool: Sequence[PoolMember], prompt_tokens: int) -> tuple[list[str], list[dict[str, Any]]]:
+def cheapest(pool: Sequence[PoolMember],
+             prompt_fits: Callable[[int], bool]) -> tuple[list[str], list[dict[str, Any]]]:
+    """``prompt_fits(window)``: whether the estimated prompt fits a window (asked only of known windows, so a
+    pool whose windows are unknown, or surely large enough, never needs the prompt counted)."""
     def fits(member: PoolMember) -> bool:
-        return member.context_window is None or prompt_tokens <= member.context_window
+        return member.context_window is None or prompt_fits(member.context_window)
 
     fitting = [m for m in pool if fits(m)]
     too_small = sorted((m for m in pool if not fits(m)), key=lambda m: -(m.context_window or 0))
