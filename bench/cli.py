@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import report
-from bench.contestants import BENCH_DIR, DIRECT, LITELLM, PASSTHROUGH, ROUTER, ensure_litellm
+from bench.contestants import BENCH_DIR, DIRECT, LITELLM, OWN_PASSTHROUGH, PASSTHROUGH, ROUTER, ensure_litellm
 from bench.load import wrk_available
 from bench.rounds import LOAD_CPU, Plan, run_rounds
 from bench.upstream import MODES, nginx_available, start_upstream
@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="load generator (auto: wrk if installed, else the Python fallback in smoke mode)")
     parser.add_argument("--upstream", choices=("auto", "nginx", "python"), default="auto",
                         help="fake upstream (auto: nginx if installed, else the Python fallback in smoke mode)")
-    parser.add_argument("--only", help="comma-separated contestants (upstream,passthrough,agent-router,litellm)")
+    parser.add_argument("--only", help="comma-separated contestants "
+                                       "(upstream,passthrough,passthrough-own,agent-router,litellm)")
     parser.add_argument("--modes", default="plain,sse", help="plain, sse or both (default both)")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results",
                         help="where latest.json and latest.md go (default bench/results)")
@@ -59,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     smoke = args.smoke
     load_tool = _pick(args.load, wrk_available(), smoke, "wrk")
     upstream_kind = _pick(args.upstream, nginx_available(), smoke, "nginx")
-    contestants = [DIRECT, PASSTHROUGH, ROUTER] + ([LITELLM] if args.with_litellm and not smoke else [])
+    contestants = [DIRECT, PASSTHROUGH, OWN_PASSTHROUGH, ROUTER]
+    if args.with_litellm and not smoke:
+        contestants.append(LITELLM)
     if args.only:
         contestants = [c for c in args.only.split(",") if c]
     if LITELLM in contestants:

@@ -17,6 +17,9 @@ AGENT_KEYS = ["bench-key-coder-1", "bench-key-coder-2", "bench-key-coder-3"]
 """Keys of agents in bench/config.yaml (role coder); requests rotate over them."""
 
 DIRECT, PASSTHROUGH, ROUTER, LITELLM = "upstream", "passthrough", "agent-router", "litellm"
+OWN_PASSTHROUGH = "passthrough-own"
+"""The pass-through rebuilt on the router's own hot-path parts (plain ASGI + providers.http1): the floor for a
+hop on exactly the router's stack, shown beside the reference floor (Starlette + aiohttp) the targets use."""
 
 
 @dataclass(frozen=True)
@@ -30,8 +33,9 @@ def start_contestant(name: str, upstream_url: str, workdir: Path, cpu: int | Non
     """Start ``name`` against ``upstream_url`` (an OpenAI base URL) and wait until it answers ``/readyz``."""
     port = free_port()
     log = workdir / f"{name}.log"
-    if name == PASSTHROUGH:
-        argv = [sys.executable, "-m", "bench.passthrough", "--port", str(port), "--upstream", upstream_url]
+    if name in (PASSTHROUGH, OWN_PASSTHROUGH):
+        argv = [sys.executable, "-m", "bench.passthrough", "--port", str(port), "--upstream", upstream_url,
+                "--stack", "own" if name == OWN_PASSTHROUGH else "starlette"]
         return Server(name, pinned(cpu, argv), port, "/readyz", env={"PYTHONPATH": str(ROOT)}, log_path=log).start()
     if name == ROUTER:
         rundir = workdir / f"router-{port}"

@@ -1,8 +1,10 @@
-"""A bare pass-through proxy on the router's own stack: the floor for one Python hop.
+"""Bare pass-through proxies: the floor for one Python hop, in two builds.
 
-Starlette + uvicorn (uvloop, httptools) + one pooled keep-alive aiohttp session. It parses the body once with
-orjson (to see ``stream``), forwards the raw bytes, and relays the answer's bytes as they arrive. No auth,
-policy, routing or accounting. Run: ``python -m bench.passthrough --port 9001 --upstream http://127.0.0.1:9000/v1``.
+``--stack starlette`` (the issue's reference floor): Starlette + uvicorn (uvloop, httptools) + one pooled
+keep-alive aiohttp session. ``--stack own``: the router's own hot-path parts, a plain ASGI callable on the same
+uvicorn and the router's HTTP/1.1 pool (:mod:`providers.http1`). Both parse the body once with orjson (to see
+``stream``), forward the raw bytes, and relay the answer's bytes as they arrive. No auth, policy, routing or
+accounting. Run: ``python -m bench.passthrough --port 9001 --upstream http://127.0.0.1:9000/v1 [--stack own]``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
 import orjson
@@ -57,15 +60,64 @@ def build_app(upstream: str) -> Starlette:
                      lifespan=lifespan)
 
 
+def build_own_app(upstream: str) -> Any:
+    """The same pass-through on the router's own parts: plain ASGI and :class:`providers.http1.HTTP1Pool`."""
+    from providers.http1 import HTTP1Pool
+
+    url = upstream.rstrip("/") + "/chat/completions"
+    pool = HTTP1Pool(url, max_connections=256)
+    head = pool.prepare("POST", url, {"content-type": "application/json",
+                                      "authorization": "Bearer sk-bench-upstream"})
+    json_type = [(b"content-type", b"application/json")]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await pool.close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["path"] == "/readyz":
+            await send({"type": "http.response.start", "status": 200, "headers": json_type})
+            await send({"type": "http.response.body", "body": b'{"status":"ready"}'})
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        if not orjson.loads(body).get("stream"):
+            answer = await pool.complete(head, body, timeout=30)
+            await send({"type": "http.response.start", "status": answer.status,
+                        "headers": [*json_type, (b"content-length", str(len(answer.body)).encode())]})
+            await send({"type": "http.response.body", "body": answer.body})
+            return
+        streamed = await pool.stream(head, body, read_timeout=30)
+        try:
+            await send({"type": "http.response.start", "status": streamed.status,
+                        "headers": [(b"content-type", b"text/event-stream")]})
+            async for piece in streamed:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        finally:
+            streamed.close()
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="OpenAI base URL of the upstream (…/v1)")
+    parser.add_argument("--stack", choices=("starlette", "own"), default="starlette")
     args = parser.parse_args()
     import uvicorn
 
-    uvicorn.run(build_app(args.upstream), host=args.host, port=args.port, loop="uvloop", http="httptools",
+    app = build_own_app(args.upstream) if args.stack == "own" else build_app(args.upstream)
+    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools",
                 access_log=False, log_level="warning")
 
 

@@ -15,6 +15,7 @@ on process-local memory and logs it; a request never fails because cooldown stat
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,12 @@ T = TypeVar("T")
 SHARED_RETRY_SECONDS = 5.0
 # The tripped marker outlives the cooldown by this factor so that half-open is still known afterwards.
 TRIPPED_TTL_FACTOR = 20
+
+
+@functools.lru_cache(maxsize=1024)
+def _view_keys(names: tuple[str, ...]) -> list[str]:
+    """The keys :meth:`CircuitBreaker.view` reads for a plan (the same few plans come back on every request)."""
+    return [key for name in names for key in (f"cooldown:open:{name}", f"cooldown:tripped:{name}")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +80,7 @@ class CircuitBreaker:
 
     async def view(self, names: list[str]) -> BreakerView:
         """One read of the store for the whole plan."""
-        keys = [key for name in names for key in (f"cooldown:open:{name}", f"cooldown:tripped:{name}")]
+        keys = _view_keys(tuple(names))
         values = await self._run(lambda store: store.get_many(keys))
         usable: list[str] = []
         half_open: set[str] = set()

@@ -22,13 +22,13 @@ def test_bench_smoke_runs_every_contestant_and_writes_results(tmp_path: Path) ->
     figures = result["figures"]
     assert set(figures) == {"plain", "sse"}
     for mode, by_name in figures.items():
-        assert set(by_name) == {"upstream", "passthrough", "agent-router"}, mode
+        assert set(by_name) == {"upstream", "passthrough", "passthrough-own", "agent-router"}, mode
         for name, fig in by_name.items():
             assert fig["errors"] == 0, (mode, name)
             assert fig["c32_rps"] > 0 and fig["c1_p50_ms"] > 0, (mode, name)
         router = by_name["agent-router"]
         assert router["rss_mb"] > 0 and 0 < router["cold_start_s"] < 60
-        assert router["x_passthrough"]["c32_rps"] > 0
+        assert router["x_passthrough"]["c32_rps"] > 0 and router["x_own_passthrough"]["c32_rps"] > 0
     assert {check["target"].split(" (")[0] for check in result["targets"]} >= {
         "cold start < 1 s", "resident memory after load ≤ 100 MB"}
     markdown = (tmp_path / "latest.md").read_text()

@@ -394,6 +394,13 @@ def test_repeated_keys_in_checked_arguments_are_refused() -> None:
     ops = policy_for(snapshot(), "ops")
     decision = decide(ops, "delete_environment", '{"environment": "dev", "environment": "production"}')
     assert not decision.allowed and decision.rule == "invalid-arguments"
+    # A value holding '":' must not hide a repeat from the quick check; nested and spaced repeats count too.
+    for arguments in ('{"environment": "dev", "note": "a\\": b", "environment" : "production"}',
+                      '{"environment": "dev", "x": {"k": 1, "k": 2}}',
+                      '{"environment": "dev", "x": [{"k": 1,\n "k"\t:2}]}'):
+        decision = decide(ops, "delete_environment", arguments)
+        assert not decision.allowed and decision.rule == "invalid-arguments", arguments
+    assert decide(ops, "delete_environment", '{"environment": "dev", "note": "x\\": y"}').allowed
 
 
 def test_stream_checked_arguments_cannot_grow_after_the_check() -> None:

@@ -18,7 +18,7 @@ import logging
 from datetime import UTC, datetime
 
 from router.context import RequestContext
-from router.limits.checks import Check, Scope, checks_for, scopes_for, usage_gates
+from router.limits.checks import Check, Scope, checks_for, counts_usage, scopes_for, usage_gates
 from router.limits.outage import CounterOutage
 from router.limits.refusals import refusal, unavailable
 from router.limits.spend import request_cost, tokens_used
@@ -102,7 +102,7 @@ class Limits:
     def settle(self, ctx: RequestContext) -> None:
         """Count what the finished request used (tokens, cost) against its limits. Must not block."""
         scopes = self.scopes(ctx)
-        if not scopes or self.outage.down or ctx.extra.get("limit_refused"):
+        if not scopes or self.outage.down or ctx.extra.get("limit_refused") or not counts_usage(scopes):
             return
         budgeted = any(s.caps.usd_day is not None or s.caps.usd_month is not None for s in scopes)
         cost = request_cost(ctx) if budgeted else None

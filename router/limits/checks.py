@@ -110,8 +110,33 @@ def _period_bounds(now: datetime) -> dict[str, tuple[str, datetime]]:
     return {"usd_day": (now.strftime("%Y-%m-%d"), day_end), "usd_month": (now.strftime("%Y-%m"), month_end)}
 
 
+_checks_cache: dict[tuple[tuple[int, int, int], tuple[Scope, ...]], list[Check]] = {}
+_CHECKS_CACHE_SIZE = 4096
+
+
 def checks_for(scopes: tuple[Scope, ...], now: datetime) -> list[Check]:
-    """Every cap of every scope, in the order they are tested: rates first, then budgets."""
+    """Every cap of every scope, in the order they are tested: rates first, then budgets.
+
+    Cached per UTC day and scopes (the list is shared: read only). A budget key's time to live is then
+    computed once a day: it may outlive its period by up to a day more, harmless as the key names its date."""
+    if now.tzinfo is not UTC:
+        return _checks_for(scopes, now)
+    key = ((now.year, now.month, now.day), scopes)
+    checks = _checks_cache.get(key)
+    if checks is None:
+        if len(_checks_cache) >= _CHECKS_CACHE_SIZE:
+            _checks_cache.clear()
+        checks = _checks_cache[key] = _checks_for(scopes, now)
+    return checks
+
+
+def counts_usage(scopes: tuple[Scope, ...]) -> bool:
+    """Whether a finished request adds anything to these scopes' counters (a token window or a budget)."""
+    return any(s.caps.tpm is not None or s.caps.usd_day is not None or s.caps.usd_month is not None
+               for s in scopes)
+
+
+def _checks_for(scopes: tuple[Scope, ...], now: datetime) -> list[Check]:
     bounds = period_bounds(now)
     checks: list[Check] = []
     for scope in scopes:

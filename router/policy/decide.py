@@ -43,6 +43,25 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _STRICT_JSON = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys)
 """One decoder for every duplicate-key check (building one per call costs more than the check)."""
 
+_KEY_ENDS = re.compile(r'"\s*:')
+
+
+def _key_count(value: Any) -> int:
+    if isinstance(value, dict):
+        return len(value) + sum(_key_count(item) for item in value.values())
+    if isinstance(value, list):
+        return sum(_key_count(item) for item in value)
+    return 0
+
+
+def may_repeat_a_key(text: str, parsed: Any) -> bool:
+    """False when ``text`` cannot hold a repeated key, decided without a second (slow, pure-Python) parse.
+
+    Every key in the text ends with ``"`` then ``:``; a string value may hold that sequence too, so the matches
+    are at least the keys written. When they equal the keys the parse kept, no key was dropped, so none was
+    repeated; otherwise the strict parse decides."""
+    return len(_KEY_ENDS.findall(text)) != _key_count(parsed)
+
 
 @dataclass(frozen=True)
 class ToolDecision:
@@ -215,7 +234,7 @@ def _check_arguments(canonical: str, allowed_by: str, applicable: tuple[Compiled
     """The conditions that apply to an allowed tool, evaluated on one call's arguments."""
     try:
         parsed = orjson.loads(arguments)
-        if "{" in arguments:
+        if "{" in arguments and may_repeat_a_key(arguments, parsed):
             _STRICT_JSON.decode(arguments)
     except (orjson.JSONDecodeError, _DuplicateKey):
         return ToolDecision(False, "invalid-arguments", f"arguments of '{canonical}' are not valid JSON (or repeat "
