@@ -6,10 +6,11 @@ deployments can serve the request at all, :mod:`router.cooldown` which ones are 
 
 Time limits: each attempt gets its deployment's (or provider's) ``timeout``; the whole request gets
 ``routing.deadline_seconds`` from the moment it arrived, enforced with asyncio timeouts so no request
-outlives it whatever the adapter does. For a stream the deadline runs until its first event; after that
-each event must arrive within the attempt timeout, a bound each adapter keeps itself (aiohttp's read timeout
-and a progress check for OpenAI-compatible upstreams, a per-chunk timeout for litellm; the mock never waits),
-so no timer is armed per chunk here.
+outlives it whatever the adapter does (an adapter that declares ``keeps_deadline`` is handed the smaller of
+the two limits and enforces it with the one timer it arms anyway). For a stream the deadline runs until its
+first event; after that each event must arrive within the attempt timeout, a bound each adapter keeps itself
+(the HTTP client's read timeout and a progress check for OpenAI-compatible upstreams, a per-chunk timeout for
+litellm; the mock never waits), so no timer is armed per chunk here.
 
 Streams travel as batches: a list of the events that arrived together (one network read). Relaying them in
 one write saves a send per event without ever waiting for more data.

@@ -261,3 +261,15 @@ agents:
     raw = router.client().chat.completions.with_raw_response.create(model="fast", messages=USER)
     assert raw.http_response.status_code == 200
     assert raw.headers["x-agent-router-agent"] and raw.headers["x-agent-router-deployment"]
+
+
+@pytest.mark.parametrize("chunk_size", [4, 1000])
+def test_a_finished_stream_counts_as_a_success_for_the_deployment(router, upstream, chunk_size):
+    """Whether the answer arrives in many reads or in one (the last batch then ends the client's stream in
+    the same write), the deployment's stats see one success, no failure, nothing left in flight."""
+    upstream.queue("up-primary", Text("a few streamed words", chunk_size=chunk_size))
+    stream = router.client().chat.completions.create(model="fast", messages=USER, stream=True)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == "a few streamed words"
+    stat = router.state.stats.get("primary")
+    assert (stat.successes, stat.failures, stat.in_flight) == (1, 0, 0)

@@ -32,6 +32,8 @@ _EVENT_SIZE = len(_TEXT_FIELDS) + 1
 _KNOWN = frozenset(FIELDS)
 _PLAIN = frozenset((str, type(None)))
 _COLUMNS = (*FIELDS, "prev_hash", "hash")
+_YIELD_EVERY = 64
+"""Events chained between voluntary releases of the interpreter lock (see router.ledger.writer.YIELD_EVERY)."""
 _ADVISORY_LOCK = 727_301
 _PAGE = 5000
 _CANONICAL = orjson.dumps
@@ -122,12 +124,14 @@ def append(database: Database, cursor: Any, events: list[dict[str, Any]]) -> Non
     seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
     rows = []
     sha256, dumps = hashlib.sha256, _CANONICAL
-    for event in events:
+    for i, event in enumerate(events):
         seq += 1
         values = _stored(seq, event)
         digest = sha256(prev.encode() + dumps(values)).hexdigest()  # _chained(prev, values), inlined
         rows.append((*values, prev, digest))
         prev = digest
+        if i % _YIELD_EVERY == _YIELD_EVERY - 1:
+            time.sleep(0)  # a long batch must not keep the interpreter lock from the event loop
     insert_rows(database, cursor, "audit_events", _COLUMNS, rows)
     cursor.execute(database.sql("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"), (seq, prev))
     if cursor.rowcount == 0:

@@ -24,6 +24,11 @@ from router.store.database import Database, DatabaseUnavailable
 log = logging.getLogger("agent_router.ledger")
 
 MAX_BACKOFF = 5.0
+YIELD_EVERY = 32
+"""Requests (or audit events) built between voluntary releases of the interpreter lock. Building a batch is
+Python work that holds the lock; the event loop would otherwise wait up to the switch interval (5 ms) each time
+it asks for it. A release every 32 requests (well under a millisecond of work) trimmed the benchmark's p99 at
+concurrency 1 a little (about 3.9 -> 3.4 ms with writer and loop pinned to one CPU)."""
 
 
 Pending = EndedRequest | FinishedRequest
@@ -50,6 +55,8 @@ def prepare(batch: list[Pending]) -> list[FinishedRequest]:
             batch[i] = item = item.finished()
         if item.estimate is not None:
             resolve_estimate(item)
+        if i % YIELD_EVERY == YIELD_EVERY - 1:
+            time.sleep(0)  # let the event loop take the interpreter lock (see YIELD_EVERY)
     return batch  # type: ignore[return-value]
 
 
