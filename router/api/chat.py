@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -52,8 +53,10 @@ api = APIRouter()
 _USAGE_MARKERS = (b'"usage":{', b'"usage": {')
 
 
+@functools.lru_cache(maxsize=4096)
 def _header_value(text: str) -> bytes:
-    """Names from config or the key store may hold any character: headers carry latin-1 without line breaks."""
+    """Names from config or the key store may hold any character: headers carry latin-1 without line breaks.
+    Cached: the same few rule, agent and deployment names come back on every request."""
     return text.encode("latin-1", "replace").replace(b"\r", b" ").replace(b"\n", b" ")
 
 

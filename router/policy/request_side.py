@@ -65,9 +65,13 @@ class _Review:
         entries = self.ctx.payload.get(field)
         if not isinstance(entries, list):
             return None
-        kept = [entry for entry in entries if self.check(name_of(entry), None, "request", f"{field[:-1]}")]
-        for entry in kept:
-            self.offered.add(safe_name(name_of(entry)) or "")
+        what = field[:-1]
+        kept = []
+        for entry in entries:
+            name = name_of(entry)
+            if self.check(name, None, "request", what):
+                kept.append(entry)
+                self.offered.add(safe_name(name) or "")
         if len(kept) != len(entries):
             self.changes[field] = kept
         return kept

@@ -51,6 +51,9 @@ class _Call:
     args: str = ""
     state: str = "naming"
     out_index: int = -1
+    size: int = 0
+    """UTF-8 bytes of name and arguments held so far (kept as it grows: re-encoding the whole each time is
+    quadratic in a large call's fragment count)."""
     sealed: bool = False
     """Passed after its arguments were checked: nothing more may be appended to them."""
 
@@ -197,10 +200,13 @@ class StreamFilter:
             call.id = call.id or (fragment.get("id") if isinstance(fragment.get("id"), str) else None)
             call.type = call.type or (fragment.get("type") if isinstance(fragment.get("type"), str) else None)
         name = function.get("name")
-        if call.state == "naming" and isinstance(name, str):
+        if call.state == "naming" and isinstance(name, str) and name:
             call.name += name
-        call.args += piece
-        if len(call.name.encode()) + len(call.args.encode()) > self.policy.max_call_bytes:
+            call.size += _utf8_size(name)
+        if piece:
+            call.args += piece
+            call.size += _utf8_size(piece)
+        if call.size > self.policy.max_call_bytes:
             return out + self._refuse(call, ToolDecision(
                 False, "oversized", f"tool call is larger than {self.policy.max_call_bytes} bytes while held for "
                                     "checking"))
@@ -282,6 +288,10 @@ class StreamFilter:
             text = "\n\n" + text
         self.had_text.add(choice)
         return self._chunk(choice, {"content": text})
+
+
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _delta(emitted: list[Emitted]) -> dict[str, Any]:
