@@ -306,12 +306,17 @@ class HTTP1Pool:
             self._park(conn)
 
     def _slot_freed(self) -> None:
+        self._hand_over(None)
+
+    def _hand_over(self, conn: Connection | None) -> bool:
+        """Give the first live waiter a connection (or None: a free slot to open one); False when none waits."""
         waiters = self._waiters
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)
-                return
+                waiter.set_result(conn)
+                return True
+        return False
 
     def release(self, conn: Connection) -> None:
         """An exchange is over: keep the connection if it can carry another one, else close it."""
@@ -325,12 +330,8 @@ class HTTP1Pool:
             self._park(conn)
 
     def _park(self, conn: Connection) -> None:
-        waiters = self._waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(conn)
-                return
+        if self._hand_over(conn):
+            return
         loop = conn.loop
         conn.idle_since = loop.time()
         conn.in_idle = True
