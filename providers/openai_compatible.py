@@ -24,6 +24,9 @@ _DONE = b"[DONE]"
 
 
 class OpenAICompatibleProvider:
+    keeps_deadline = True
+    """``complete`` is bounded by ``call.timeout`` as a whole (the pool's deadline covers connect, send, read)."""
+
     def __init__(self, name: str, spec: ProviderSpec) -> None:
         self.name = name
         self.spec = spec
@@ -49,19 +52,14 @@ class OpenAICompatibleProvider:
             return {"x-request-id": call.request_id}
         return {**call.extra_headers, "x-request-id": call.request_id}
 
-    keeps_deadline = True
-    """``complete`` is bounded by ``call.timeout`` as a whole (the pool's deadline covers connect, send, read)."""
-
     async def complete(self, call: ChatCall) -> Completion:
         try:
             resp = await self._pool.complete(self._head, orjson.dumps(call.body), self._headers(call),
                                              timeout=call.timeout)
         except TimeoutError:
             raise UpstreamTimeout(f"{self.name} did not answer within {call.timeout:g}s") from None
-        except InvalidResponse as exc:
-            raise UpstreamServerError(f"{self.name}: {exc}") from None
         except HTTP1Error as exc:
-            raise UpstreamConnectionError(f"{self.name}: {type(exc).__name__}: {exc}") from None
+            raise _transport_error(self.name, exc) from None
         raw = resp.body
         if resp.status != 200:
             raise classify(resp.status, raw, resp.headers, self.name)
@@ -115,10 +113,8 @@ class OpenAICompatibleProvider:
             raise
         except TimeoutError:
             raise UpstreamTimeout(f"{self.name} stream stalled for more than {call.timeout:g}s") from None
-        except InvalidResponse as exc:
-            raise UpstreamServerError(f"{self.name} stream broke: {exc}") from None
         except HTTP1Error as exc:
-            raise UpstreamConnectionError(f"{self.name} stream broke: {type(exc).__name__}: {exc}") from None
+            raise _transport_error(f"{self.name} stream broke", exc) from None
         finally:
             if resp is not None:
                 resp.close()
@@ -126,6 +122,13 @@ class OpenAICompatibleProvider:
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+def _transport_error(where: str, exc: HTTP1Error) -> ProviderError:
+    """An answer that is not HTTP is the upstream's fault (5xx-like); a broken connection is a connection error."""
+    if isinstance(exc, InvalidResponse):
+        return UpstreamServerError(f"{where}: {exc}")
+    return UpstreamConnectionError(f"{where}: {type(exc).__name__}: {exc}")
 
 
 async def _sse_batches(pieces: AsyncIterable[bytes], stall_after: float) -> AsyncIterator[list[bytes]]:

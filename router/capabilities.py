@@ -14,7 +14,7 @@ from typing import Any
 from router.config.schema import DeploymentSpec
 from router.context import RequestContext
 from router.model_catalog import ModelInfo, model_info
-from router.tokens import CTX_KEY, prompt_bounds, prompt_ceiling
+from router.tokens import CTX_KEY, cheap_fit
 from router.tokens import prompt_tokens as estimate
 
 
@@ -76,8 +76,7 @@ def prompt_tokens(ctx: RequestContext, smallest_window: int) -> int | None:
     cached = ctx.extra.get(CTX_KEY)
     if isinstance(cached, int):
         return cached
-    ceiling = prompt_ceiling(ctx)
-    if (ceiling is not None and ceiling <= smallest_window) or prompt_bounds(ctx)[1] <= smallest_window:
+    if cheap_fit(ctx, smallest_window) is True:
         return None
     try:
         return estimate(ctx)

@@ -236,13 +236,20 @@ def prompt_ceiling(ctx: RequestContext) -> int | None:
     return REPLY_PRIMING + overhead * (len(messages) if isinstance(messages, list) else 0) + 5 * size
 
 
-def prompt_fits(ctx: RequestContext, window: int) -> bool:
-    """Whether the prompt's estimate is at most ``window`` tokens: counted only when neither the free ceiling
-    nor the cheap bounds can tell."""
+def cheap_fit(ctx: RequestContext, window: int) -> bool | None:
+    """Whether the prompt's estimate is at most ``window`` tokens, when the free ceiling or the cheap bounds
+    tell; None when only a count can."""
     ceiling = prompt_ceiling(ctx)
     if ceiling is not None and ceiling <= window:
         return True
     low, high = prompt_bounds(ctx)
-    if high <= window or low > window:
-        return high <= window
-    return prompt_tokens(ctx) <= window
+    if high <= window:
+        return True
+    return False if low > window else None
+
+
+def prompt_fits(ctx: RequestContext, window: int) -> bool:
+    """Whether the prompt's estimate is at most ``window`` tokens: counted only when :func:`cheap_fit` cannot
+    tell."""
+    fit = cheap_fit(ctx, window)
+    return prompt_tokens(ctx) <= window if fit is None else fit

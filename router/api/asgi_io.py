@@ -41,16 +41,8 @@ async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes
             raise InvalidRequest("content-length is not a number")
         if int(declared) > limit:
             raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-    message = await receive()
-    if message["type"] != "http.request":
-        raise ClientGone
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body"):
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-        return body
-    chunks = [body]
-    size = len(body)
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
@@ -59,9 +51,9 @@ async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
         if not message.get("more_body"):
-            return b"".join(chunks)
+            return b"".join((*chunks, chunk)) if chunks else chunk  # usually one message: no copy
+        chunks.append(chunk)
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -5,24 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
 
-from router.errors import InvalidRequest, PayloadTooLarge
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """Read the body, refusing it with 413 as soon as it passes ``limit`` (chunked bodies too)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+from router.errors import InvalidRequest
 
 
 def parse_chat_body(body: bytes) -> dict[str, Any]:

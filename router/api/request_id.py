@@ -18,17 +18,17 @@ def new_request_id() -> bytes:
     return f"{_PREFIX}{next(_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}".encode()
 
 
-def request_id_for(sent: str | None) -> bytes:
+def request_id_for(sent: str | bytes | None) -> bytes:
     """The caller's ``x-request-id`` when it is sane (so traces join up across hops), else a new one."""
     if sent:
-        value = sent.encode("latin-1")
+        value = sent.encode("latin-1") if isinstance(sent, str) else sent
         if _SAFE_ID.fullmatch(value):
             return value
     return new_request_id()
 
 
 class RequestIdMiddleware:
-    """Plain ASGI (no BaseHTTPMiddleware): it sits on the hot path and must cost next to nothing."""
+    """For every route but the chat path (which sets its own id): plain ASGI, no BaseHTTPMiddleware."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -37,14 +37,8 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = b""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                if _SAFE_ID.fullmatch(value):
-                    request_id = value
-                break
-        if not request_id:
-            request_id = new_request_id()
+        sent = next((value for name, value in scope["headers"] if name == b"x-request-id"), None)
+        request_id = request_id_for(sent)
         scope.setdefault("state", {})["request_id"] = request_id.decode()
 
         async def send_with_id(message: dict[str, Any]) -> None:

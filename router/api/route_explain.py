@@ -10,7 +10,8 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from router.api.parse import parse_chat_body, read_body
+from router.api.asgi_io import read_body
+from router.api.parse import parse_chat_body
 from router.context import RequestContext
 from router.exact_counts import ensure_exact_counts
 from router.policy.request_side import apply_request_policy
@@ -26,8 +27,9 @@ async def route_explain(request: Request) -> Response:
     ctx = RequestContext(request_id=request.state.request_id, snapshot=state.snapshot, payload={},
                          stream=False, requested_model="")
     await state.identity.authenticate(request.headers, ctx)
-    payload = parse_chat_body(await read_body(request, state.settings.max_body_bytes))
-    ctx.payload, ctx.requested_model = payload, payload["model"]
+    body = await read_body(request.receive, request.headers.get("content-length"), state.settings.max_body_bytes)
+    payload = parse_chat_body(body)
+    ctx.payload, ctx.requested_model, ctx.body_bytes = payload, payload["model"], len(body)
     ctx.stream = bool(payload.get("stream"))
     ctx.headers = {k: v for k, v in request.headers.items() if k.startswith("x-agent-router-")}
     state.identity.authorize_model(ctx)
