@@ -302,7 +302,7 @@ async def _take_is_all_or_nothing(counters: Any) -> None:
     gates = [Gate("a", 1, 2, 60), Gate("b", 1, 1, 60)]
     assert await counters.take(gates) is None
     refusal = await counters.take(gates)
-    assert refusal is not None and refusal.index == 1 and refusal.value == 1 and 0 < refusal.ttl <= 60
+    assert refusal is not None and refusal.gate == 1 and refusal.value == 1 and 0 < refusal.ttl <= 60
     assert await counters.get_many(["a", "b"]) == [1.0, 1.0], "a refused take adds nothing"
     await counters.add("spent", 0.75, 60)
     assert (await counters.take([Gate("spent", 0, 0.5, 60)])).value == 0.75  # type: ignore[union-attr]

@@ -40,10 +40,10 @@ def _cross_check(spec: ConfigFile, doc: YamlDoc) -> list[ConfigProblem]:
                                         f"deployment {name!r} names unknown provider {deployment.provider!r} "
                                         f"(known: {known})"))
     for name, model in spec.models.items():
-        for i, deployment in enumerate(model.deployments):
-            if deployment not in spec.deployments:
+        for i, member in enumerate(model.deployments):
+            if member not in spec.deployments:
                 problems.append(doc.problem(("models", name, i),
-                                            f"model {name!r} names unknown deployment {deployment!r}"))
+                                            f"model {name!r} names unknown deployment {member!r}"))
     for name, agent in spec.agents.items():
         if agent.role not in spec.roles:
             problems.append(doc.problem(("agents", name, "role"), f"agent {name!r} has unknown role {agent.role!r}"))

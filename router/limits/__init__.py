@@ -84,7 +84,7 @@ class Limits:
             self._unchecked(checks)
             return
         if refused is not None:
-            check = checks[refused.index]
+            check = checks[refused.gate]
             ctx.extra["limit_refused"] = f"{check.scope.kind}:{check.scope.name}:{check.metric}"
             raise refusal(check, refused.value, refused.ttl, now)
 

@@ -167,27 +167,29 @@ class _Compiler:
                                                                  f"{name!r} (known: {self._known()})"))
             return tuple(names)
 
-        params = {"set_params": dict(route.set_), "cap_params": dict(route.cap)}
+        set_params, cap_params = dict(route.set_), dict(route.cap)
         if route.deployments is not None:
             chain = known(route.deployments, (*where, "deployments"))
-            return ChainRoute(chain, **params) if ok else None
+            return ChainRoute(chain, set_params=set_params, cap_params=cap_params) if ok else None
         if route.model is not None:
             if route.model not in self.spec.models:
                 known_models = ", ".join(sorted(self.spec.models)) or "none"
                 self.problems.append(doc.problem((*where, "model"), f"{_dotted((*where, 'model'))}: unknown model "
                                                                     f"{route.model!r} (known: {known_models})"))
                 return None
-            return ChainRoute(tuple(self.spec.models[route.model].deployments), model=route.model, **params)
+            return ChainRoute(tuple(self.spec.models[route.model].deployments), model=route.model,
+                              set_params=set_params, cap_params=cap_params)
         if route.split is not None:
             arms = tuple(Arm(arm.name or arm.deployments[0], arm.weight,
                              known(arm.deployments, (*where, "split", i, "deployments")))
                          for i, arm in enumerate(route.split))
-            return SplitRoute(arms, sticky=route.sticky, **params) if ok else None
+            return SplitRoute(arms, sticky=route.sticky, set_params=set_params, cap_params=cap_params) if ok else None
         assert route.strategy is not None and route.pool is not None
         pool = known(route.pool, (*where, "pool"))
         if not ok:
             return None
-        return StrategyRoute(route.strategy, tuple(self._member(name) for name in pool), **params)
+        return StrategyRoute(route.strategy, tuple(self._member(name) for name in pool), set_params=set_params,
+                             cap_params=cap_params)
 
     def _member(self, name: str) -> PoolMember:
         info = model_info(self.spec.deployments[name])

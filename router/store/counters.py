@@ -26,9 +26,9 @@ class Gate(NamedTuple):
 
 
 class Refusal(NamedTuple):
-    """Which gate refused (its index), the counter's value, and seconds until that counter expires (-1: none)."""
+    """Which gate refused (its position), the counter's value, and seconds until that counter expires (-1: none)."""
 
-    index: int
+    gate: int
     value: float
     ttl: float
 

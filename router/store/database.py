@@ -55,6 +55,7 @@ class Database:
         with self._lock:
             if self._conn is not None:
                 return
+            conn: Any
             try:
                 if self.dialect == "sqlite":
                     if self.path != ":memory:":
