@@ -240,6 +240,7 @@ async def _documented(request: Request) -> Response:
 
 class _Delegated(Response):
     def __init__(self, state: RouterState) -> None:
+        super().__init__()  # FastAPI reads a returned response's attributes (background) before calling it
         self._state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
