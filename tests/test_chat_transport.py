@@ -1,6 +1,6 @@
 """The chat endpoint's own HTTP handling (it is served as plain ASGI, in front of FastAPI): body limits, chunked
-uploads, clients that leave mid-upload or mid-stream, request ids, wrong methods. Raw sockets where a client library would
-not misbehave on purpose."""
+uploads, clients that leave mid-upload or mid-stream, request ids, wrong methods. Raw sockets where a client
+library would not misbehave on purpose."""
 
 from __future__ import annotations
 
