@@ -67,6 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"agent-router: config refused:\n{exc}", file=sys.stderr)
             return 2
+        _check_database(settings.database_url)
         print(serve_banner(settings, snapshot), file=sys.stderr, flush=True)
         del snapshot
     serve_options = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower(),
@@ -87,6 +88,21 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     uvicorn.run(app, **serve_options)
     return 0
+
+
+def _check_database(url: str) -> None:
+    """Open the records database once before serving: unreachable, it is a one-line error here rather than a
+    traceback from the server's startup (about a millisecond for SQLite)."""
+    from router.commands.command_error import CommandError
+    from router.store.database import Database, DatabaseUnavailable
+
+    database = Database(url)
+    try:
+        database.connect()
+    except DatabaseUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        database.close()
 
 
 def _check(args: argparse.Namespace) -> int:
