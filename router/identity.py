@@ -62,8 +62,8 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
         if scheme.lower() == "bearer" and value.strip():
             key = value.strip()
     for name in KEY_HEADERS:
-        value = headers.get(name, "").strip()
-        if value:
+        sent = headers.get(name)
+        if sent and (value := sent.strip()):
             if key is not None and value != key:
                 raise ConflictingKeys("different API keys were sent in 'Authorization', 'api-key' and "
                                       "'x-api-key': send one key")
