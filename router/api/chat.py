@@ -219,10 +219,11 @@ async def _relay(state: RouterState, ctx: RequestContext, first: list[bytes], re
         ctx.extra["error"] = RouterError("the client disconnected mid-stream")
         if ctx.attempts:
             ctx.attempts[-1].status, ctx.attempts[-1].error = "error", "client disconnected"
-        # Our own watch cancelled us: take the cancellation back, or uvicorn logs it as an error with a traceback.
+        # Our own watch cancelled us: take the cancellation back, or uvicorn logs it as an error with a traceback
+        # (unless the server asked to cancel too: then it stays a cancellation).
         task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
+        if task is not None and task.uncancel() > 0:
+            raise
         raise ClientGone from None
     except Exception:
         status = "error"
