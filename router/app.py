@@ -34,11 +34,21 @@ class RouterApp(FastAPI):
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         state = self.router_state
-        if state is not None and scope["type"] == "http" and scope["path"] == CHAT_PATH \
-                and scope["method"] == "POST":
+        if state is not None and scope["type"] == "http" and scope["method"] == "POST" \
+                and route_path(scope) == CHAT_PATH:
             await chat.serve_chat(state, scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+
+def route_path(scope: MutableMapping[str, Any]) -> str:
+    """The path inside this app: under ``app.mount("/prefix", ...)`` or ``--root-path /prefix`` the ASGI path
+    still starts with the prefix, which Starlette strips the same way when it routes."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] == "/":
+        return path[len(root):]
+    return path
 
 
 def create_app(settings: Settings | None = None, snapshot: Snapshot | None = None) -> RouterApp:
@@ -61,8 +71,9 @@ def create_app(settings: Settings | None = None, snapshot: Snapshot | None = Non
             app.router_state = None
             await state.close()
 
+    # No redirect_slashes: its 307 is built from the caller's Host header; a stray "/" gets an OpenAI-style 404.
     app = RouterApp(title="agent-router", version=__version__, lifespan=lifespan, telemetry=_telemetry(settings),
-                  description="OpenAI-compatible model router for AI agents.")
+                    description="OpenAI-compatible model router for AI agents.", redirect_slashes=False)
     install_error_handlers(app)
     for module in (chat, models, health, route_explain, *admin_modules()):
         app.include_router(module.api)

@@ -43,11 +43,11 @@ def _starting() -> Iterator[None]:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from router.settings import Settings
+    from router.settings import load_settings
 
     overrides = {key: getattr(args, key) for key in ("config", "host", "port", "log_level")
                  if getattr(args, key, None) is not None}
-    return Settings(**overrides)
+    return load_settings(**overrides)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -55,16 +55,21 @@ def _serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from router.app import create_app
-        from router.config import ConfigError
+        from router.config import ConfigError, load_snapshot
+        from router.serve_banner import serve_banner
 
         settings = _settings(args)
         logging.basicConfig(level=settings.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
-            app = create_app(settings)
+            snapshot = load_snapshot(settings.config)
+            app = create_app(settings, snapshot)
         except ConfigError as exc:
             print(f"agent-router: config refused:\n{exc}", file=sys.stderr)
             return 2
+        _check_database(settings.database_url)
+        print(serve_banner(settings, snapshot), file=sys.stderr, flush=True)
+        del snapshot
     serve_options = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower(),
                      "loop": "uvloop", "http": "httptools", "ws": "none", "access_log": False,
                      "timeout_graceful_shutdown": 30}
@@ -83,6 +88,21 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     uvicorn.run(app, **serve_options)
     return 0
+
+
+def _check_database(url: str) -> None:
+    """Open the records database once before serving: unreachable, it is a one-line error here rather than a
+    traceback from the server's startup (about a millisecond for SQLite)."""
+    from router.commands.command_error import CommandError
+    from router.store.database import Database, DatabaseUnavailable
+
+    database = Database(url)
+    try:
+        database.connect()
+    except DatabaseUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        database.close()
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -110,16 +130,43 @@ def _add_config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config file (default: $AGENT_ROUTER_CONFIG, else built-in)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="agent-router", description="Model router for AI agents.")
-    commands = parser.add_subparsers(dest="command")
-    serve = commands.add_parser("serve", help="run the router")
+class _Version(argparse.Action):
+    """``--version``, read from the installed package's metadata only when asked (it costs a few ms)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest=dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("agent-router")
+        except PackageNotFoundError:
+            from router import __version__ as number
+        print(f"agent-router {number}")
+        parser.exit()
+
+
+def _add_serve_args(serve: argparse.ArgumentParser) -> None:
+    """Defaults come from the environment (``AGENT_ROUTER_*``), else the built-in ones shown; values are
+    checked with the other settings, so a bad one is a one-line error naming it."""
     _add_config_arg(serve)
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--log-level", dest="log_level")
+    serve.add_argument("--host", help="address to listen on; 0.0.0.0 for every interface "
+                                      "(default: $AGENT_ROUTER_HOST, else 127.0.0.1)")
+    serve.add_argument("--port", help="TCP port (default: $AGENT_ROUTER_PORT, else 8080)")
+    serve.add_argument("--log-level", dest="log_level", help="critical, error, warning, info or debug "
+                                                             "(default: $AGENT_ROUTER_LOG_LEVEL, else info)")
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes (default 1); one per CPU core on a multi-core machine")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agent-router", description="Model router for AI agents.")
+    parser.add_argument("--version", action=_Version)
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the router")
+    _add_serve_args(serve)
     check = commands.add_parser("check", help="validate the config without serving")
     _add_config_arg(check)
     _COMMANDS.update(serve=_serve, check=_check)
@@ -136,7 +183,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
-    return handler(args)
+    from router.commands.command_error import CommandError
+    from router.settings import SettingsError
+
+    try:
+        return handler(args)
+    except SettingsError as exc:
+        print(f"agent-router: {exc}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"agent-router: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

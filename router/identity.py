@@ -43,15 +43,32 @@ class KeyRecord:
     source: str  # "config" or "database"
 
 
+KEY_HEADERS = ("api-key", "x-api-key")
+"""Besides ``Authorization: Bearer``: Azure-style clients send ``api-key``, Anthropic-style ones ``x-api-key``."""
+
+
+class ConflictingKeys(ValueError):
+    """Several key headers carry different keys: which one is meant cannot be known, so none is used."""
+
+
 def presented_key(headers: Mapping[str, str]) -> str | None:
-    """``Authorization: Bearer <key>``, else the ``api-key`` header Azure-style clients send."""
+    """The agent key from ``Authorization: Bearer <key>``, ``api-key`` or ``x-api-key``; None when none is sent.
+
+    Raise :class:`ConflictingKeys` when they disagree (fail closed: never pick one of two identities)."""
+    key: str | None = None
     auth = headers.get("authorization")
     if auth:
         scheme, _, value = auth.strip().partition(" ")
         if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    value = headers.get("api-key", "").strip()
-    return value or None
+            key = value.strip()
+    for name in KEY_HEADERS:
+        sent = headers.get(name)
+        if sent and (value := sent.strip()):
+            if key is not None and value != key:
+                raise ConflictingKeys("different API keys were sent in 'Authorization', 'api-key' and "
+                                      "'x-api-key': send one key")
+            key = value
+    return key
 
 
 def model_allowed(patterns: list[str] | tuple[str, ...], model: str) -> bool:
@@ -168,10 +185,13 @@ class Identity:
 
     async def authenticate(self, headers: Mapping[str, str], ctx: RequestContext) -> None:
         """Set ``ctx.agent``, ``ctx.role`` and ``ctx.key_id``, or raise AuthenticationFailed (401)."""
-        key = presented_key(headers)
+        try:
+            key = presented_key(headers)
+        except ConflictingKeys as exc:
+            self._refuse(ctx, None, "conflicting", str(exc))
         if key is None:
-            self._refuse(ctx, None, "missing", "no API key: send 'Authorization: Bearer <key>' or an 'api-key' "
-                                               "header")
+            self._refuse(ctx, None, "missing", "no API key: send 'Authorization: Bearer <key>', or an 'x-api-key' "
+                                               "or 'api-key' header")
         digest = hashlib.sha256(key.encode()).hexdigest()
         record = self._config_keys(ctx.snapshot).get(digest) or self._db_keys.get(digest)
         if record is None:

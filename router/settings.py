@@ -5,16 +5,30 @@ What ops edit per fleet (providers, rules, roles) lives in the YAML config inste
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from router.store.database import database_dialect, redact_url
+
+ENV_PREFIX = "AGENT_ROUTER_"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+SECRET_SETTINGS = frozenset({"admin_key"})
+"""Named in errors, never shown. URL settings are shown with their password redacted."""
+URL_SETTINGS = frozenset({"database_url", "redis_url"})
+
+
+class SettingsError(ValueError):
+    """A setting from the environment or the command line is invalid; the message is one line for people."""
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AGENT_ROUTER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
-    host: str = "127.0.0.1"
-    port: int = 8080
-    log_level: str = "info"
+    host: str = Field(default="127.0.0.1", description="Address to listen on (0.0.0.0: every interface).")
+    port: int = Field(default=8080, ge=1, le=65535, description="TCP port to listen on.")
+    log_level: str = Field(default="info", description=f"One of {', '.join(LOG_LEVELS)}.")
     config: str | None = Field(default=None, description="Path of the YAML config; the built-in default when unset.")
     redis_url: str | None = Field(default=None, description="Shared counters, cooldowns and revocations for a fleet.")
     redis_prefix: str = Field(default="agent-router:", description="Prefix of every Redis key this router writes.")
@@ -45,3 +59,36 @@ class Settings(BaseSettings):
                                     "unreachable; beyond this the oldest records are dropped (logged as errors).")
     ledger_drain_timeout: float = Field(default=15.0, description="On shutdown, how long to keep retrying an "
                                         "unreachable database before the queued records are given up.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.strip().lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"use one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        database_dialect(value)
+        return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and ``overrides`` (command-line values); raise :class:`SettingsError` naming
+    the setting and its bad value (a secret by name only) instead of pydantic's multi-line report."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_problem(error, overrides) for error in exc.errors())) from None
+
+
+def _problem(error: Any, overrides: dict[str, Any]) -> str:
+    name = str(error["loc"][0]) if error.get("loc") else "?"
+    where = f"--{name.replace('_', '-')}" if name in overrides else f"{ENV_PREFIX}{name.upper()}"
+    reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if name in SECRET_SETTINGS:
+        return f"invalid {where}: {reason}"
+    value = str(error.get("input", ""))
+    return f"invalid {where} {redact_url(value) if name in URL_SETTINGS else value!r}: {reason}"

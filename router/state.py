@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from datetime import UTC, datetime
 
 from router.config import ConfigError, Snapshot, load_snapshot
 from router.context import RequestContext
@@ -49,6 +51,8 @@ class RouterState:
         self.ledger = Ledger(self.database, settings)
         self.reloads = 0
         self.last_reload_error: str | None = None
+        """Why the last reload was refused (file:line: reason per problem); None once a reload succeeds."""
+        self.last_reload_failed_at: float | None = None
         self._reload_lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -65,14 +69,18 @@ class RouterState:
             try:
                 snapshot = await asyncio.to_thread(load_snapshot, self.settings.config)
             except ConfigError as exc:
-                self.last_reload_error = str(exc)
+                self._reload_failed(str(exc))
                 log.error("config reload refused; the previous config keeps serving:\n%s", exc)
                 raise
-            bound = self.pool.bind(snapshot)
-            await warm_up(bound)
+            try:
+                bound = self.pool.bind(snapshot)
+                await warm_up(bound)
+            except Exception as exc:
+                self._reload_failed(f"{type(exc).__name__}: {exc}")
+                raise
             self.snapshot = bound
             self.reloads += 1
-            self.last_reload_error = None
+            self.last_reload_error = self.last_reload_failed_at = None
             log.info("config reloaded (version %s)", snapshot.version)
             return self.snapshot
 
@@ -86,8 +94,20 @@ class RouterState:
         finally:
             self.ledger.record(ctx, status)
 
+    def _reload_failed(self, reason: str) -> None:
+        self.last_reload_error, self.last_reload_failed_at = reason, time.time()
+
+    def _reload_health(self) -> dict[str, str]:
+        """A refused reload leaves the old config serving (still ready), but the operator must see it."""
+        if self.last_reload_error is None or self.last_reload_failed_at is None:
+            return {}
+        when = datetime.fromtimestamp(self.last_reload_failed_at, UTC).isoformat(timespec="seconds")
+        reasons = "; ".join(self.last_reload_error.splitlines())
+        return {"config_reload": f"degraded: the last reload was refused at {when}; version "
+                                 f"{self.snapshot.version} keeps serving: {reasons}"}
+
     def health(self) -> dict[str, str]:
-        return {**self.ledger.health(), **self.limits.health(), **self.identity.health()}
+        return {**self._reload_health(), **self.ledger.health(), **self.limits.health(), **self.identity.health()}
 
     async def close(self) -> None:
         """Graceful shutdown: stop taking work, drain records, then close connections."""

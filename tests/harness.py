@@ -47,7 +47,10 @@ def write_config(text: str, directory: str | None = None, name: str = "config.ya
 class RouterServer:
     """The router app served by uvicorn on a free loopback port, in a background thread."""
 
-    def __init__(self, config_path: Path | str | None, **settings: Any) -> None:
+    def __init__(self, config_path: Path | str | None, *, wrap: Callable[[Any], Any] | None = None,
+                 root_path: str = "", **settings: Any) -> None:
+        """``wrap(app)`` -> the ASGI app uvicorn serves (an app that mounts the router, say); ``root_path`` is
+        uvicorn's ``--root-path`` (a proxy in front strips that prefix)."""
         self.port = free_port()
         workdir = Path(tempfile.mkdtemp(prefix="agent-router-run-"))
         defaults: dict[str, Any] = {"database_url": f"sqlite:///{workdir / 'ledger.db'}", "watch_config": False}
@@ -55,8 +58,9 @@ class RouterServer:
         self.settings = Settings(config=str(config_path) if config_path else None, host="127.0.0.1",
                                  port=self.port, **defaults)
         self.app = create_app(self.settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", loop="asyncio",
-                                lifespan="on", timeout_graceful_shutdown=5)
+        served = wrap(self.app) if wrap is not None else self.app
+        config = uvicorn.Config(served, host="127.0.0.1", port=self.port, log_level="warning", loop="asyncio",
+                                lifespan="on", timeout_graceful_shutdown=5, root_path=root_path)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="router", daemon=True)
 

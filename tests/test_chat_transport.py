@@ -1,6 +1,6 @@
 """The chat endpoint's own HTTP handling (it is served as plain ASGI, in front of FastAPI): body limits, chunked
-uploads, clients that leave mid-upload, request ids, wrong methods. Raw sockets where a client library would
-not misbehave on purpose."""
+uploads, clients that leave mid-upload or mid-stream, request ids, wrong methods. Raw sockets where a client
+library would not misbehave on purpose."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.configs import TEST_KEY, openai_config
+from tests.fakes.behaviours import SlowStream
+from tests.harness import RouterProcess, wait_until, write_config
 from tests.ledger_helpers import usage_rows
 
 BODY = json.dumps({"model": "fast", "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -94,3 +97,24 @@ def test_other_methods_get_an_openai_style_405(router: Any, method: str) -> None
     with router.http() as http:
         resp = http.request(method, "/v1/chat/completions", headers={"authorization": f"Bearer {TEST_KEY}"})
     assert resp.status_code == 405 and set(resp.json()["error"]) >= {"message", "type", "code"}
+
+
+def test_a_client_leaving_mid_stream_is_one_info_line_not_an_error(upstream: Any, tmp_path: Any) -> None:
+    """Normal traffic, as the operator sees it in the serving process's log: no ERROR, no traceback."""
+    upstream.always("up-primary", SlowStream(delay=0.2, content=" ".join(f"w{i}" for i in range(40))))
+    router = RouterProcess(write_config(openai_config(upstream.openai_base_url), str(tmp_path)))
+    router.start()
+    try:
+        body = {"model": "fast", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        with httpx.Client(timeout=10) as http, http.stream("POST", f"{router.url}/v1/chat/completions", json=body,
+                                                           headers={"authorization": f"Bearer {TEST_KEY}"}) as resp:
+            assert resp.status_code == 200 and next(resp.iter_raw()).startswith(b"data: ")
+            request_id = resp.headers["x-request-id"]
+        assert wait_until(lambda: "disconnected mid-stream" in router.output(), timeout=10), router.output()
+        assert router.client().chat.completions.create(model="fast", messages=[{"role": "user", "content": "x"}])
+    finally:
+        router.stop()
+    log = router.output()
+    (line,) = [line for line in log.splitlines() if "disconnected" in line]
+    assert " INFO " in line and request_id in line
+    assert "Traceback" not in log and " ERROR " not in log, log

@@ -6,7 +6,9 @@ Real router, real fake upstream, the official openai SDK (httpx for the admin AP
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -16,13 +18,13 @@ import pytest
 from router.config import load_snapshot
 from router.context import RequestContext
 from router.errors import IdentityUnavailable, PermissionDenied
-from router.identity import Identity, model_allowed, presented_key
+from router.identity import ConflictingKeys, Identity, model_allowed, presented_key
 from router.keys import store
 from router.keys.material import hash_key, parse_expiry
 from router.store.database import Database
 from tests.configs import openai_config
 from tests.fakes.behaviours import Text
-from tests.harness import free_port, write_config
+from tests.harness import free_port, wait_until, write_config
 
 USER = [{"role": "user", "content": "hello"}]
 NARROW_KEY = "ar-narrow-0123456789abcdefghijklmnop"
@@ -87,6 +89,29 @@ def test_bearer_and_azure_style_api_key_header_both_work(router: Any, upstream: 
     assert resp.headers["x-agent-router-agent"] == "narrow-bot"
 
 
+def test_anthropic_style_x_api_key_header_works_and_disagreeing_keys_are_refused(router: Any,
+                                                                                  upstream: Any) -> None:
+    upstream.queue("up-primary", Text("via x-api-key"), Text("same key twice"))
+    body = {"model": "fast", "messages": USER}
+    with router.http() as http:
+        resp = http.post("/v1/chat/completions", headers={"x-api-key": NARROW_KEY}, json=body)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["choices"][0]["message"]["content"] == "via x-api-key"
+        assert resp.headers["x-agent-router-agent"] == "narrow-bot"
+        assert [m["id"] for m in http.get("/v1/models", headers={"x-api-key": NARROW_KEY}).json()["data"]] == \
+            ["fast"]
+        same = http.post("/v1/chat/completions", json=body,
+                         headers={"authorization": f"Bearer {NARROW_KEY}", "x-api-key": NARROW_KEY})
+        assert same.status_code == 200, same.text
+        for headers in ({"authorization": "Bearer test-key", "x-api-key": NARROW_KEY},
+                        {"api-key": "test-key", "x-api-key": NARROW_KEY}):
+            refused = http.post("/v1/chat/completions", headers=headers, json=body)
+            assert refused.status_code == 401, (headers, refused.text)
+            message = refused.json()["error"]["message"]
+            assert "different API keys" in message and NARROW_KEY not in refused.text
+    assert len(upstream.served()) == 2
+
+
 def test_expired_config_key_is_refused(router: Any, upstream: Any) -> None:
     with pytest.raises(openai.AuthenticationError) as info:
         ask(router, OLD_KEY)
@@ -143,6 +168,9 @@ def test_pure_helpers() -> None:
     assert presented_key({"authorization": "Bearer  k1 "}) == "k1"
     assert presented_key({"authorization": "Basic abc", "api-key": "k2"}) == "k2"
     assert presented_key({"authorization": "Bearer "}) is None
+    assert presented_key({"x-api-key": " k3 "}) == "k3"
+    with pytest.raises(ConflictingKeys):
+        presented_key({"authorization": "Bearer k1", "x-api-key": "k3"})
     assert model_allowed(["gpt-*", "claude"], "gpt-4o") and not model_allowed(["gpt-*", "claude"], "claude-2")
     assert not model_allowed([], "fast")
     assert parse_expiry("2027-01-01").isoformat() == "2027-01-01T00:00:00+00:00"
@@ -205,11 +233,27 @@ def test_admin_api_needs_the_admin_key(router: Any, config: str, start_router: A
 
 def test_database_key_expires(router: Any) -> None:
     with admin(router) as http:
-        key = http.post("/admin/keys", json={"agent": "brief-bot", "role": "tester", "expires": "1s"}).json()["key"]
-    assert ask(router, key).choices
-    time.sleep(1.1)
+        created = http.post("/admin/keys", json={"agent": "brief-bot", "role": "tester", "expires": "1s"}).json()
+    assert ask(router, created["key"]).choices
+    expires = datetime.fromisoformat(created["expires_at"]).timestamp()
+    assert wait_until(lambda: time.time() > expires, timeout=3)
     with pytest.raises(openai.AuthenticationError, match="expired"):
-        ask(router, key)
+        ask(router, created["key"])
+
+
+def test_a_key_serves_until_its_expiry_to_the_fraction_of_a_second(router: Any) -> None:
+    """An expiry at second N + 0.9 must still let the key in during second N (it was cut to whole seconds)."""
+    expires = math.floor(time.time()) + 2.9
+    moment = datetime.fromtimestamp(expires, UTC).isoformat()
+    with admin(router) as http:
+        created = http.post("/admin/keys", json={"agent": "brief-bot", "role": "tester", "expires": moment}).json()
+    assert datetime.fromisoformat(created["expires_at"]).timestamp() == pytest.approx(expires, abs=1e-6)
+    assert wait_until(lambda: time.time() >= math.floor(expires), timeout=4)
+    assert time.time() < expires - 0.5
+    assert ask(router, created["key"]).choices
+    assert wait_until(lambda: time.time() > expires, timeout=2)
+    with pytest.raises(openai.AuthenticationError, match="expired"):
+        ask(router, created["key"])
 
 
 def test_key_whose_role_is_not_in_the_config_is_refused_with_a_reason(router: Any) -> None:

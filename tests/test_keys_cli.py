@@ -3,6 +3,7 @@ across replicas sharing PostgreSQL and Redis."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -67,10 +68,10 @@ def test_create_list_revoke_without_a_server(tmp_path: Path) -> None:
     second = keys("create", "--agent", "ops-bot", db, f"--config={config}", cwd=tmp_path)
     assert second.returncode == 0, second.stderr  # a configured agent needs no --role: the config gives it
 
-    listed = keys("list", db, cwd=tmp_path)
+    listed = keys("list", db, f"--config={config}", cwd=tmp_path)
     assert listed.returncode == 0 and key not in listed.stdout
     lines = listed.stdout.splitlines()
-    assert lines[0].split()[:4] == ["ID", "PREFIX", "AGENT", "ROLE"] and len(lines) == 3
+    assert lines[0].split()[:5] == ["ID", "PREFIX", "AGENT", "ROLE", "SOURCE"] and len(lines) == 4
     ci_line = next(line for line in lines if "ci-bot" in line)
     key_id = ci_line.split()[0]
     assert key[:10] in ci_line and "runner-1" in ci_line and "narrow" in ci_line
@@ -83,6 +84,25 @@ def test_create_list_revoke_without_a_server(tmp_path: Path) -> None:
     after = keys("list", "--json", "--agent", "ci-bot", db, cwd=tmp_path)
     assert '"revoked_at":"20' in after.stdout
     assert keys("revoke", key[:10], db, cwd=tmp_path).returncode == 0  # by display prefix; idempotent
+
+
+def test_list_shows_config_keys_and_the_role_each_key_really_gets(tmp_path: Path) -> None:
+    config = write_config(openai_config("http://127.0.0.1:9/v1", EXTRA), str(tmp_path))
+    db = f"--database-url=sqlite:///{tmp_path / 'records.db'}"
+    # ops-bot's role comes from the config (the key stores none); the stray key's own role loses to it too.
+    assert keys("create", "--agent", "ops-bot", db, f"--config={config}", cwd=tmp_path).returncode == 0
+    stray = keys("create", "--agent", "ops-bot", "--role", "tester", db, f"--config={config}", cwd=tmp_path)
+    assert stray.returncode == 0 and "wins over" in stray.stderr
+    listed = keys("list", db, f"--config={config}", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    rows = [line.split() for line in listed.stdout.splitlines()[1:]]
+    assert [(r[0], r[2], r[3], r[4]) for r in rows if r[4] == "config"] == \
+        [("config:test-agent:0", "test-agent", "tester", "config")]
+    assert [(r[2], r[3]) for r in rows if r[4] == "database"] == [("ops-bot", "narrow"), ("ops-bot", "narrow")]
+    entries = [json.loads(line) for line in keys("list", "--json", "--agent", "ops-bot", db, f"--config={config}",
+                                                 cwd=tmp_path).stdout.splitlines()]
+    assert [(e["source"], e["role"], e["effective_role"]) for e in entries] == \
+        [("database", None, "narrow"), ("database", "tester", "narrow")]
 
 
 def test_cli_refuses_keys_that_could_never_work(tmp_path: Path) -> None:

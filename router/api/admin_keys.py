@@ -10,27 +10,14 @@ from starlette.responses import JSONResponse
 
 from router.api.admin_auth import require_admin
 from router.errors import IdentityUnavailable, InvalidRequest, NotFound
-from router.identity import config_key_id
 from router.keys import store
 from router.keys.checks import KeyRequestError, role_for_new_key
-from router.keys.material import parse_expiry, to_text
+from router.keys.listing import key_entries
+from router.keys.material import parse_expiry
 from router.state import RouterState
 from router.store.database import DatabaseUnavailable
 
 api = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
-
-
-def config_key_entries(state: RouterState, agent: str | None) -> list[dict[str, Any]]:
-    """The keys the config gives by hash, in the same shape as stored keys (no prefix: only the hash is known)."""
-    entries = []
-    for name, spec in state.snapshot.agents.items():
-        if agent is not None and name != agent:
-            continue
-        for number, key in enumerate(spec.keys):
-            entries.append({"source": "config", "id": config_key_id(name, key.name, number), "prefix": None,
-                            "agent": name, "role": spec.role, "effective_role": spec.role, "name": key.name,
-                            "created_at": None, "expires_at": to_text(key.expires), "revoked_at": None})
-    return entries
 
 
 @api.get("/keys", summary="List API keys (never the keys themselves)")
@@ -39,10 +26,7 @@ async def list_keys(agent: str | None = None, state: RouterState = Depends(requi
         rows = await state.database.run(store.list_keys, state.database, agent)
     except DatabaseUnavailable as exc:
         raise IdentityUnavailable(f"the key store cannot be read: {exc}") from None
-    agents = state.snapshot.agents
-    stored = [{**row.public(), "effective_role": agents[row.agent].role if row.agent in agents else row.role}
-              for row in rows]
-    return {"object": "list", "data": config_key_entries(state, agent) + stored}
+    return {"object": "list", "data": key_entries(state.snapshot, rows, agent)}
 
 
 def _text_field(body: dict[str, Any], name: str) -> str | None:

@@ -25,7 +25,7 @@ EVENT_STREAM = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache
 
 
 class ClientGone(Exception):
-    """The client disconnected before its request was read: nobody is left to answer."""
+    """The client disconnected (before its request was read, or mid-stream): nobody is left to answer."""
 
 
 def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -112,8 +112,9 @@ async def serve_chat(state: RouterState, scope: Scope, receive: Receive, send: S
         ctx.extra.setdefault("error", RouterError("the request was cancelled (client gone or server stopping)"))
         state.finish(ctx, status="error")
         raise
-    except ClientGone:
-        ctx.extra["error"] = RouterError("the client disconnected before its request was read")
+    except ClientGone:  # normal traffic: one info line, no traceback
+        error = ctx.extra.setdefault("error", RouterError("the client disconnected before its request was read"))
+        log.info("request %s: %s", ctx.request_id, error.message)
         state.finish(ctx, status="error")
     except Exception as exc:  # a bug of ours: still ledgered, then a 500 without traceback
         error = RouterError(f"internal error (request id {ctx.request_id})")
@@ -213,11 +214,17 @@ async def _relay(state: RouterState, ctx: RequestContext, first: list[bytes], re
         closing = (sse.events(out) if out else b"") + sse.json_event(exc.to_body())
     except asyncio.CancelledError:
         status = "error"
-        if watch is not None and watch.disconnected:
-            ctx.extra["error"] = RouterError("the client disconnected mid-stream")
-            if ctx.attempts:
-                ctx.attempts[-1].status, ctx.attempts[-1].error = "error", "client disconnected"
-        raise
+        if watch is None or not watch.disconnected:
+            raise  # the server is stopping
+        ctx.extra["error"] = RouterError("the client disconnected mid-stream")
+        if ctx.attempts:
+            ctx.attempts[-1].status, ctx.attempts[-1].error = "error", "client disconnected"
+        # Our own watch cancelled us: take the cancellation back, or uvicorn logs it as an error with a traceback
+        # (unless the server asked to cancel too: then it stays a cancellation).
+        task = asyncio.current_task()
+        if task is not None and task.uncancel() > 0:
+            raise
+        raise ClientGone from None
     except Exception:
         status = "error"
         log.exception("stream relay failed for request %s", ctx.request_id)
@@ -240,6 +247,7 @@ async def _documented(request: Request) -> Response:
 
 class _Delegated(Response):
     def __init__(self, state: RouterState) -> None:
+        super().__init__()  # FastAPI reads a returned response's attributes (background) before calling it
         self._state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

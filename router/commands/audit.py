@@ -11,11 +11,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from router.commands.records_db import existing_database
 from router.ledger import audit_chain, render
 from router.ledger.schema import migrate
 from router.ledger.timerange import TimeRangeError, iso, parse_bound
-from router.settings import Settings
-from router.store.database import Database, DatabaseUnavailable
+from router.store.database import DatabaseUnavailable
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     except TimeRangeError as exc:
         print(f"agent-router audit: {exc}", file=sys.stderr)
         return 2
-    database = Database(args.database_url or Settings().database_url)
+    database = existing_database(args.database_url)
     try:
         migrate(database)
         if where is None:

@@ -19,7 +19,7 @@ from router.config import ConfigError, load_snapshot
 from router.errors import RouterError
 from router.policy.request_side import apply_request_policy
 from router.rules.explain import explain_route, request_context
-from router.settings import Settings
+from router.settings import load_settings
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -41,7 +41,7 @@ def _read_request(source: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = args.config or Settings().config
+    config = args.config or load_settings().config
     try:
         snapshot = load_snapshot(config)
     except ConfigError as exc:

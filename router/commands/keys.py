@@ -1,8 +1,9 @@
 """``agent-router keys create|list|revoke``: manage agent API keys in the records database, no server needed.
 
 Works against ``--database-url`` (default ``$AGENT_ROUTER_DATABASE_URL``, else ``sqlite:///agent-router.db`` in
-the current directory). Revocations are also published to Redis when ``AGENT_ROUTER_REDIS_URL`` is set, so
-running replicas refuse the key on their next request.
+the current directory); only ``create`` may create it, ``list`` and ``revoke`` refuse one that does not exist.
+Revocations are also published to Redis when ``AGENT_ROUTER_REDIS_URL`` is set, so running replicas refuse the key
+on their next request.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from typing import Any
 
 import orjson
 
+from router.commands.records_db import existing_database, open_database
 from router.config import ConfigError, load_snapshot
 from router.keys import revocations, store
 from router.keys.checks import KeyRequestError, role_for_new_key
+from router.keys.listing import key_entries
 from router.keys.material import parse_expiry
-from router.settings import Settings
+from router.settings import Settings, load_settings
 from router.store.counters import CountersUnavailable, RedisCounters
 from router.store.database import Database, DatabaseUnavailable
 
@@ -34,7 +37,8 @@ def register(subparsers: Any) -> dict[str, Handler]:
     create.add_argument("--role", help="role for an agent not in the config (the config's role wins otherwise)")
     create.add_argument("--expires", help="2027-01-01, 2027-01-01T12:00:00Z or a duration: 30d, 12h, 90m, 2w")
     create.add_argument("--name", help="a label for people (which machine or deployment holds the key)")
-    listing = actions.add_parser("list", help="list keys (never the keys themselves)")
+    listing = actions.add_parser("list", help="list keys from the config and the database, with the role each "
+                                              "gets (never the keys themselves)")
     listing.add_argument("--agent", help="only this agent's keys")
     listing.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     revoke = actions.add_parser("revoke", help="revoke a key by id, id prefix or display prefix")
@@ -48,11 +52,13 @@ def register(subparsers: Any) -> dict[str, Handler]:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = Settings()
-    database = Database(args.database_url or settings.database_url)
+    settings = load_settings()
+    action = args.keys_action
+    # Only create may start a database; list and revoke read an existing one (an empty one would list nothing).
+    database = open_database(args.database_url) if action == "create" else existing_database(args.database_url)
     try:
         store.migrate(database)
-        return {"create": _create, "list": _list, "revoke": _revoke}[args.keys_action](args, settings, database)
+        return {"create": _create, "list": _list, "revoke": _revoke}[action](args, settings, database)
     except DatabaseUnavailable as exc:
         print(f"agent-router keys: cannot use {database.describe()}: {exc}", file=sys.stderr)
         return 1
@@ -84,14 +90,20 @@ def _create(args: argparse.Namespace, settings: Settings, database: Database) ->
 
 
 def _list(args: argparse.Namespace, settings: Settings, database: Database) -> int:
-    rows = store.list_keys(database, args.agent)
+    try:
+        snapshot = load_snapshot(args.config or settings.config)
+    except ConfigError as exc:
+        print(f"config refused:\n{exc}", file=sys.stderr)
+        return 2
+    entries = key_entries(snapshot, store.list_keys(database, args.agent), args.agent)
     if args.json:
-        for row in rows:
-            sys.stdout.buffer.write(orjson.dumps(row.public()) + b"\n")
+        for entry in entries:
+            sys.stdout.buffer.write(orjson.dumps(entry) + b"\n")
         return 0
-    header = ("ID", "PREFIX", "AGENT", "ROLE", "NAME", "CREATED", "EXPIRES", "REVOKED")
-    table = [header] + [(r.id, r.prefix + "…", r.agent, r.role or "-", r.name or "-", r.created_at,
-                         r.expires_at or "-", r.revoked_at or "-") for r in rows]
+    header = ("ID", "PREFIX", "AGENT", "ROLE", "SOURCE", "NAME", "CREATED", "EXPIRES", "REVOKED")
+    table = [header] + [(e["id"], e["prefix"] + "…" if e["prefix"] else "-", e["agent"], e["effective_role"] or "-",
+                         e["source"], e["name"] or "-", e["created_at"] or "-", e["expires_at"] or "-",
+                         e["revoked_at"] or "-") for e in entries]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     for line in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())

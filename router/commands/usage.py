@@ -1,6 +1,7 @@
 """``agent-router usage report``: spend and tokens per group, read straight from the ledger database.
 
-Works against ``--database-url`` (default ``$AGENT_ROUTER_DATABASE_URL``, else ``sqlite:///agent-router.db``).
+Works against ``--database-url`` (default ``$AGENT_ROUTER_DATABASE_URL``, else ``sqlite:///agent-router.db``),
+which must exist: an empty ledger created on the spot would report zero spend.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from router.commands.records_db import existing_database
 from router.ledger import render
 from router.ledger.reports import COLUMNS_SHOWN, GROUP_KEYS, ReportError, parse_group_by, usage_report
 from router.ledger.schema import migrate
 from router.ledger.timerange import TimeRangeError, parse_bound
-from router.settings import Settings
-from router.store.database import Database, DatabaseUnavailable
+from router.store.database import DatabaseUnavailable
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     except (ReportError, TimeRangeError) as exc:
         print(f"agent-router usage: {exc}", file=sys.stderr)
         return 2
-    database = Database(args.database_url or Settings().database_url)
+    database = existing_database(args.database_url)
     try:
         migrate(database)
         report = usage_report(database, since, until, group_by)

@@ -61,7 +61,10 @@ def as_utc(moment: datetime) -> datetime:
 
 
 def to_text(moment: datetime | None) -> str | None:
-    return None if moment is None else as_utc(moment).isoformat(timespec="seconds")
+    """Stored with microseconds: an expiry cut to whole seconds ends a key up to a second early (``--expires 1s``
+    could expire at once). The fixed width keeps text order equal to time order, also beside older rows written
+    in whole seconds (``+`` sorts before ``.``)."""
+    return None if moment is None else as_utc(moment).isoformat(timespec="microseconds")
 
 
 def to_epoch(text: str | datetime | None) -> float | None:

@@ -22,21 +22,51 @@ T = TypeVar("T")
 _PLACEHOLDER = re.compile(r"\?")
 
 
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+_USERINFO = re.compile(r"//[^@/]*@")
+_PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&]*")
+
+
 class DatabaseUnavailable(Exception):
     """The records store cannot be reached or used."""
+
+
+class UnsupportedDatabaseURL(ValueError):
+    """Not a URL this store speaks. The message names the scheme only: the URL may hold a password."""
+
+
+def database_dialect(url: str) -> str:
+    """``sqlite`` or ``postgres``; raise :class:`UnsupportedDatabaseURL` for anything else (checked at startup)."""
+    if url.startswith("sqlite:///") or url == "sqlite://":
+        return "sqlite"
+    if url.startswith(_POSTGRES_SCHEMES):
+        return "postgres"
+    scheme = url.partition("://")[0] if "://" in url else url[:20]
+    raise UnsupportedDatabaseURL(f"unsupported database URL scheme {scheme!r}: use sqlite:///PATH or "
+                                 f"postgresql://USER@HOST/DB")
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for logs and messages: user info and any ``password=`` parameter replaced by ``***``."""
+    return _PASSWORD_PARAM.sub(r"\1***", _USERINFO.sub("//***@", url))
+
+
+def describe_database(url: str) -> str:
+    """Which database, for people: the SQLite file's absolute path, or the PostgreSQL URL without its password."""
+    if database_dialect(url) == "sqlite":
+        path = url[len("sqlite:///"):]
+        return f"SQLite file {Path(path).resolve() if path and path != ':memory:' else ':memory:'}"
+    return "PostgreSQL at " + redact_url(url)
 
 
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
-        if url.startswith("sqlite:///") or url == "sqlite://":
-            self.dialect = "sqlite"
+        self.dialect = database_dialect(url)
+        if self.dialect == "sqlite":
             self.path = url[len("sqlite:///"):] or ":memory:"
-        elif url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
-            self.dialect = "postgres"
-            self.path = url.replace("postgresql+psycopg://", "postgresql://", 1)
         else:
-            raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
+            self.path = url.replace("postgresql+psycopg://", "postgresql://", 1)
         self._conn: Any = None
         self._lock = threading.RLock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="records-db")
@@ -73,9 +103,7 @@ class Database:
             self._conn = conn
 
     def describe(self) -> str:
-        if self.dialect == "sqlite":
-            return f"SQLite file {self.path}"
-        return "PostgreSQL at " + re.sub(r"//[^@/]*@", "//***@", self.path)
+        return describe_database(self.url)
 
     def close(self) -> None:
         with self._lock:
