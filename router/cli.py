@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import import_module
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 if TYPE_CHECKING:
     from router.settings import Settings
@@ -70,9 +70,9 @@ def _serve(args: argparse.Namespace) -> int:
         _check_database(settings.database_url)
         print(serve_banner(settings, snapshot), file=sys.stderr, flush=True)
         del snapshot
-    serve_options = {"host": settings.host, "port": settings.port, "log_level": settings.log_level.lower(),
-                     "loop": "uvloop", "http": "httptools", "ws": "none", "access_log": False,
-                     "timeout_graceful_shutdown": 30}
+    serve_options = _ServeOptions(host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                                  loop="uvloop", http="httptools", ws="none", access_log=False,
+                                  timeout_graceful_shutdown=30)
     workers = getattr(args, "workers", None) or 1
     if workers > 1:
         # One process per core: each worker builds its own app from the same settings, passed by environment.
@@ -88,6 +88,19 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
     uvicorn.run(app, **serve_options)
     return 0
+
+
+class _ServeOptions(TypedDict):
+    """What both ways of starting uvicorn pass it (typed, so each value is checked against uvicorn.run)."""
+
+    host: str
+    port: int
+    log_level: str
+    loop: Literal["uvloop"]
+    http: Literal["httptools"]
+    ws: Literal["none"]
+    access_log: bool
+    timeout_graceful_shutdown: int
 
 
 def _check_database(url: str) -> None:

@@ -313,7 +313,7 @@ def _timeout(ctx: RequestContext, deployment: DeploymentSpec) -> float:
     return ctx.snapshot.provider_specs[deployment.provider].timeout
 
 
-async def close_stream(iterator: AsyncIterator[bytes]) -> None:
+async def close_stream(iterator: AsyncIterator[Any]) -> None:
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         try:

@@ -47,7 +47,7 @@ class Reloader:
         self.state = state
         self._watch: asyncio.Task[None] | None = None
         self._signal_installed = False
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending: set[asyncio.Task[bool]] = set()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
