@@ -34,8 +34,15 @@ def _tool_name(tool: Any) -> Any:
 
 
 def call_arguments(call: dict[str, Any]) -> tuple[Any, str | None]:
-    """(name, arguments JSON text) of a tool call or a legacy function_call."""
-    body = call.get("function") if "function" in call else call.get("custom", call)
+    """(name, arguments JSON text) of a tool call or a legacy function_call; (None, None) when it cannot be judged.
+
+    A call carrying both a ``function`` and a ``custom`` body, or a body other than its ``type`` says, is not
+    judged: clients disagree on which of the two they run."""
+    kinds = [kind for kind in _NAMED_CHOICE_TYPES if kind in call]
+    declared = call.get("type")
+    if len(kinds) > 1 or (kinds and declared is not None and declared != kinds[0]):
+        return None, None
+    body = call[kinds[0]] if kinds else call
     if not isinstance(body, dict):
         return None, None
     args = body.get("arguments", body.get("input"))
