@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import openai
 import pytest
 
 from tests.configs import openai_config
 from tests.fakes.behaviours import Scripted
 from tests.policy_helpers import ROLES, agent_key, agents_yaml, tool
 
-AGENTS = agents_yaml(("ops-bot", "ops"))
+AGENTS = agents_yaml(("ops-bot", "ops"), ("block-bot", "blocker"))
 MESSAGES = [{"role": "user", "content": "tidy up the environments"}]
 PROD = '{"environment": "production"}'
 BASE = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "up-primary"}
@@ -75,3 +76,20 @@ def test_a_look_alike_key_in_a_stream_never_reaches_the_client(router: Any, upst
     deltas = [choice["delta"] for item in items for choice in item.get("choices", [])]
     assert deltas and not any("toolCalls" in delta or "tool_calls" in delta for delta in deltas)
     assert [c["finish_reason"] for item in items for c in item.get("choices", []) if c["finish_reason"]] == ["stop"]
+
+
+def test_tools_smuggled_in_a_merged_object_or_a_look_alike_key_never_reach_the_provider(router: Any,
+                                                                                          upstream: Any) -> None:
+    smuggled = {"extra_body": {"tools": [tool("rm_rf")], "tool_choice": {"type": "function",
+                                                                         "function": {"name": "rm_rf"}}},
+                "Tools": [tool("rm_rf")]}
+    response = router.client(api_key=agent_key("ops-bot")).chat.completions.with_raw_response.create(
+        model="fast", messages=MESSAGES, tools=[tool("search")], extra_body=smuggled)
+    (received,) = upstream.served()
+    assert "rm_rf" not in json.dumps(received.body) and received.tool_names == ["search"]
+    summary = json.loads(response.headers["x-agent-router-policy"])
+    assert {entry["stage"] for entry in summary} == {"request"} and len(summary) >= 3
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        router.client(api_key=agent_key("block-bot")).chat.completions.create(
+            model="fast", messages=MESSAGES, tools=[tool("search")], extra_body={"extra_body": smuggled["extra_body"]})
+    assert info.value.code == "tool_not_allowed" and len(upstream.served()) == 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 from router.context import RequestContext
@@ -42,14 +43,18 @@ REQUEST: Shape = {"tools": _TOOL, "functions": _LEAF, "function_call": _LEAF, "m
 GOVERNED = frozenset((
     "choices", "message", "delta", "tool_calls", "function_call", "function", "custom", "name", "arguments", "input",
     "type", "id", "index", "tools", "functions", "tool_choice", "allowed_tools", "messages", "role", "tool_call_id",
-    "parallel_tool_calls", "extra_body"))
+    "parallel_tool_calls"))
 """Every key the policy reads (or that decides where a call belongs); a look-alike of any of them is refused."""
 
-_COMMON = frozenset(("object", "created", "model", "system_fingerprint", "usage", "service_tier", "logprobs",
-                     "finish_reason", "content", "refusal", "annotations", "audio", "reasoning_content", "description",
-                     "parameters", "strict", "format", "mode", "stream", "stream_options", "temperature", "max_tokens",
-                     "max_completion_tokens", "metadata", "user", "seed", "top_p", "response_format", "stop"))
-"""Frequent keys that imitate nothing: skipped without computing a skeleton."""
+ORDINARY = GOVERNED | frozenset((
+    "object", "created", "model", "system_fingerprint", "usage", "service_tier", "logprobs", "finish_reason",
+    "content", "refusal", "annotations", "audio", "reasoning_content", "description", "parameters", "strict",
+    "format", "mode", "stream", "stream_options", "temperature", "max_tokens", "max_completion_tokens", "metadata",
+    "user", "seed", "top_p", "response_format", "stop", "n", "presence_penalty", "frequency_penalty", "logit_bias",
+    "top_logprobs", "store", "reasoning_effort", "modalities", "prediction", "verbosity", "web_search_options",
+    "safety_identifier", "prompt_cache_key"))
+"""Governed keys and frequent keys that imitate nothing: an object whose keys are all ordinary is passed over in
+one C-level set test, so the common case costs little."""
 
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _MEMO_MAX_CHARS = 128
@@ -71,7 +76,7 @@ _BY_SKELETON = {skeleton(key): key for key in GOVERNED}
 
 def imitated(key: str) -> str | None:
     """The governed key that ``key`` imitates, or None (``key`` is governed itself, or imitates nothing)."""
-    if key in GOVERNED or key in _COMMON:
+    if key in ORDINARY:
         return None
     return _BY_SKELETON.get(skeleton(key))
 
@@ -102,20 +107,40 @@ def find(node: Any, shape: Shape, where: str = "$") -> list[LookAlike]:
 
 
 def _walk(node: Any, shape: Shape, where: str, found: list[LookAlike]) -> None:
-    if isinstance(node, list):
+    if isinstance(node, dict):
+        _walk_object(node, shape, where, None, found)
+    elif isinstance(node, list) and not _plain_objects(node, shape):
         for i, item in enumerate(node):
-            _walk(item, shape, f"{where}[{i}]", found)
+            if isinstance(item, dict):
+                _walk_object(item, shape, where, i, found)
+
+
+def _plain_objects(items: list[Any], shape: Shape) -> bool:
+    """True when every item is an object with only ordinary keys and none to descend into (a long history of
+    plain messages, say), decided with the keys of all items at once."""
+    try:
+        keys = set(chain.from_iterable(items))
+    except TypeError:  # an item that is not iterable: look at each
+        return False
+    return ORDINARY.issuperset(keys) and keys.isdisjoint(shape) and all(type(item) is dict for item in items)
+
+
+def _walk_object(node: dict[str, Any], shape: Shape, parent: str, index: int | None,
+                 found: list[LookAlike]) -> None:
+    """One object; its path is spelled out only when something is found or a level below is walked."""
+    descend = not shape.keys().isdisjoint(node)
+    if ORDINARY.issuperset(node) and not descend:
         return
-    if not isinstance(node, dict):
-        return
+    where = parent if index is None else f"{parent}[{index}]"
     for key in node:
         target = imitated(key)
         if target is not None:
             found.append(LookAlike(node, where, key, target))
-    for key, inner in shape.items():
-        child = node.get(key)
-        if child is not None:
-            _walk(child, inner, f"{where}.{key}" if where != "$" else key, found)
+    if descend:
+        for key, inner in shape.items():
+            child = node.get(key)
+            if child is not None:
+                _walk(child, inner, f"{where}.{key}" if where != "$" else key, found)
 
 
 RULE = "look-alike-key"
