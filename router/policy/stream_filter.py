@@ -1,8 +1,9 @@
 """Streaming side: a small state machine fed one chunk payload (JSON bytes) at a time.
 
-Fast path: while no tool call is in flight and nothing is owed to the client, a chunk whose bytes hold
-neither ``"tool_calls"`` nor ``"function_call"`` (nor a ``\\u`` escape that could spell them) is passed on
-untouched, unparsed. Text is never delayed.
+Fast path: while no tool call is in flight and nothing is owed to the client, a chunk whose lower-cased bytes
+hold no ``call`` (every spelling of ``tool_calls`` and ``function_call``, look-alikes such as ``toolCalls``
+included) nor a ``\\u`` escape that could spell one is passed on untouched, unparsed. Text is never delayed. A
+parsed chunk first loses its look-alike keys (:mod:`router.policy.lookalike_keys`).
 
 A streamed call arrives as fragments: the first carries index, id and name, later ones pieces of the
 arguments. Each call goes ``naming`` -> (``holding``) -> ``passed`` | ``dropped``:
@@ -13,6 +14,10 @@ arguments. Each call goes ``naming`` -> (``holding``) -> ``passed`` | ``dropped`
   complete (same triggers), then decided on them.
 - ``passed``: re-emitted as our own fragments under a gap-free index; later argument pieces stream on.
 - ``dropped``: everything else about it is swallowed.
+
+A fragment at a used index with another id, or another name once the call is named, starts a new call (the
+old one is filed away, never merged). ``type: custom`` calls are read from their ``custom`` body (``input``
+as the arguments) and re-emitted as ``custom``, so they get the same decision as in a whole answer.
 
 A call held for checking is bounded (``policy.max_tool_call_bytes``, 64 KiB by default); a bigger one is
 refused, as are calls past :data:`MAX_CALLS` in one stream. When a choice finishes, ``finish_reason``
