@@ -127,6 +127,11 @@ def test_stream_new_id_at_a_used_index_is_a_new_call_never_merged() -> None:
                                1: {"id": "c2", "name": "search", "arguments": '{"q": "again"}'}}
     assert ("delete_environment", "stripped", "condition:delete_environment#0") in rules(ctx, "stream")
     assert "delete_environment" in result["content"]
+    # Some providers repeat id and name on every fragment: that is still one call.
+    ctx = offered_ctx("ops", "search")
+    payloads = [head(0, "c0", "search", '{"q": '), head(0, "c0", "search", '"x"}'), chunk({}, "tool_calls")]
+    assert assemble(run_stream(ctx, payloads))["calls"] == {0: {"id": "c0", "name": "search",
+                                                                "arguments": '{"q": "x"}'}}
 
 
 def test_stream_reused_index_settles_a_held_call_first() -> None:
@@ -135,14 +140,6 @@ def test_stream_reused_index_settles_a_held_call_first() -> None:
                 head(0, "c1", "delete_environment"), piece(0, PROD), chunk({}, "tool_calls")]
     result = assemble(run_stream(ctx, payloads))
     assert result["calls"] == {0: {"id": "c0", "name": "delete_environment", "arguments": '{"environment": "dev"}'}}
-
-
-def test_stream_repeated_head_of_the_same_call_is_not_a_new_call() -> None:
-    """Some providers repeat id and name on every fragment: still one call."""
-    ctx = offered_ctx("ops", "search")
-    payloads = [head(0, "c0", "search", '{"q": '), head(0, "c0", "search", '"x"}'), chunk({}, "tool_calls")]
-    assert assemble(run_stream(ctx, payloads))["calls"] == {0: {"id": "c0", "name": "search",
-                                                                "arguments": '{"q": "x"}'}}
 
 
 def test_stream_second_legacy_function_call_is_refused() -> None:
