@@ -342,14 +342,16 @@ def test_stream_allowed_call_streams_its_arguments_without_holding() -> None:
     assert fragments == [{"index": 0, "function": {"arguments": '":1}'}}]
 
 
-def test_stream_name_changes_after_decision_are_ignored() -> None:
+def test_stream_a_new_name_at_a_used_index_is_judged_as_a_new_call() -> None:
+    """Renaming a decided call is not possible: the new name is a call of its own, never glued onto the first."""
     ctx = offered_ctx("ops", "search")
     payloads = [chunk({"tool_calls": [{"index": 0, "id": "c", "type": "function",
                                        "function": {"name": "search", "arguments": "{"}}]}),
                 chunk({"tool_calls": [{"index": 0, "function": {"name": "_and_delete", "arguments": "}"}}]}),
                 chunk({}, "tool_calls")]
     result = assemble(run_stream(ctx, payloads))
-    assert result["calls"][0]["name"] == "search" and result["calls"][0]["arguments"] == "{}"
+    assert result["calls"] == {0: {"id": "c", "name": "search", "arguments": "{"}}
+    assert "'_and_delete'" in result["content"]
 
 
 def test_stream_escaped_keys_do_not_bypass_the_fast_path() -> None:

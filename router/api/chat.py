@@ -10,7 +10,6 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -38,6 +37,7 @@ from router.errors import ProviderError, RouterError
 from router.exact_counts import ensure_exact_counts
 from router.executor import close_stream
 from router.ledger import estimate
+from router.ledger.usage import reported_usage, take_stream_usage
 from router.plan import RoutePlan
 from router.policy.events import summary_header
 from router.policy.request_side import apply_request_policy
@@ -49,9 +49,6 @@ from router.state import RouterState
 log = logging.getLogger("agent_router.chat")
 
 api = APIRouter()
-
-_USAGE_MARKERS = (b'"usage":{', b'"usage": {')
-
 
 @functools.lru_cache(maxsize=4096)
 def _header_value(text: str) -> bytes:
@@ -128,7 +125,7 @@ async def serve_chat(state: RouterState, scope: Scope, receive: Receive, send: S
 async def _complete(state: RouterState, ctx: RequestContext, plan: RoutePlan, send: Send, request_id: bytes) -> None:
     completion = await state.executor.complete(ctx, plan)
     data = completion.data
-    ctx.usage = data.get("usage")
+    ctx.usage = reported_usage(ctx, data.get("usage"))
     if ctx.usage is None:
         ctx.extra[estimate.TEXT_KEY] = estimate.completion_text(data)
     changed = filter_completion(ctx, data)
@@ -157,17 +154,6 @@ async def _stream(state: RouterState, ctx: RequestContext, plan: RoutePlan, rece
     await send({"type": "http.response.body", "body": closing + sse.DONE})
 
 
-def _take_usage(ctx: RequestContext, payload: bytes) -> bool:
-    """Record a usage chunk; return True when it must be hidden from the client."""
-    if b'"usage"' not in payload or not any(marker in payload for marker in _USAGE_MARKERS):
-        return False
-    chunk: dict[str, Any] = orjson.loads(payload)
-    usage = chunk.get("usage")
-    if isinstance(usage, dict):
-        ctx.usage = usage
-    return not ctx.client_wants_usage and not chunk.get("choices")
-
-
 async def _relay(state: RouterState, ctx: RequestContext, first: list[bytes], rest: AsyncIterator[list[bytes]],
                  stream_filter: StreamFilter | None, receive: Receive, send: Send) -> bytes:
     """Send each batch of events that arrived together in one write, never waiting to fill a batch; return the
@@ -188,7 +174,7 @@ async def _relay(state: RouterState, ctx: RequestContext, first: list[bytes], re
             if len(kept) < estimate.MAX_KEPT_CHUNKS:
                 kept.extend(batch[: estimate.MAX_KEPT_CHUNKS - len(kept)])
             for payload in batch:
-                if not _take_usage(ctx, payload):
+                if not take_stream_usage(ctx, payload):
                     if stream_filter is None:
                         out.append(payload)
                     else:

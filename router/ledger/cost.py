@@ -14,23 +14,25 @@ from typing import Any
 
 from router.config.schema import DeploymentSpec
 from router.context import RequestContext
+from router.ledger.usage import MAX_TOKENS, valid_count
 from router.model_catalog import model_info
 
 NANO = 1_000_000_000
 CTX_KEY = "cost_usd"
 
 
-_NUMBER = (int, float)
-
-
 def _int(value: Any) -> int:
-    if type(value) is int:  # the usual case, tested first: 7x cheaper than the general test
-        return value
-    return int(value) if isinstance(value, _NUMBER) and not isinstance(value, bool) else 0
+    """A token count as an int, never raising: 0 for what is not a possible count (see :mod:`router.ledger.usage`)."""
+    if type(value) is int:  # the usual case, tested first
+        return value if 0 <= value <= MAX_TOKENS else 0
+    return int(value) if valid_count(value) else 0
 
 
 def token_counts(usage: dict[str, Any] | None) -> tuple[int, int, int]:
-    """(prompt, completion, cached prompt) tokens of an OpenAI-style usage dict; cached never exceeds prompt."""
+    """(prompt, completion, cached prompt) tokens of an OpenAI-style usage dict; cached never exceeds prompt.
+
+    Usage is checked when it is taken from the answer (:func:`router.ledger.usage.reported_usage`); an impossible
+    number that still gets here counts as 0."""
     if not isinstance(usage, dict):
         return 0, 0, 0
     prompt, completion = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))

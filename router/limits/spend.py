@@ -6,11 +6,22 @@ deployment's prices, ``None`` when unknown), so budgets and finance reports agre
 
 from __future__ import annotations
 
+import math
+
 from router.context import RequestContext
-from router.ledger.cost import request_cost, token_counts
+from router.ledger import cost
+from router.ledger.cost import token_counts
 from router.tokens import CTX_KEY
 
 __all__ = ["request_cost", "tokens_used"]
+
+
+def request_cost(ctx: RequestContext) -> float | None:
+    """The ledger's cost of the request, for budgets: never negative nor infinite, so no answer lowers a budget."""
+    usd = cost.request_cost(ctx)
+    if usd is None:
+        return None
+    return usd if 0.0 <= usd < math.inf else 0.0
 
 
 def tokens_used(ctx: RequestContext) -> int:

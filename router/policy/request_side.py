@@ -5,6 +5,12 @@ request (a ``tool_choice`` that no longer fits becomes ``auto`` or goes away; em
 dropped with their companion fields); ``block`` raises PolicyViolation (403) listing every violation;
 ``audit_only`` changes nothing and records what would have happened. The names of the tools left on
 offer are kept in ``ctx.extra`` for the response side, which refuses calls to tools never offered.
+
+The same review applies wherever an upstream may merge tool fields into the request: objects under a key in
+:data:`MERGED_OBJECTS` (``extra_body``, spelled in any case, with ``_``/``-`` or none), nested up to
+:data:`MAX_NESTING` deep. Keys imitating a governed key (``Tools``, ``toolChoice``) are refused (see
+:mod:`router.policy.lookalike_keys`); tool fields in a form that cannot be judged (``tools`` not a list, a
+merged object that is not an object, nesting too deep) are violations, removed under ``strip``.
 """
 
 from __future__ import annotations
@@ -15,13 +21,19 @@ import orjson
 
 from router.context import RequestContext
 from router.errors import PolicyViolation
-from router.policy.decide import ToolPolicy, decide, policy_for
+from router.policy import lookalike_keys
+from router.policy.decide import ToolDecision, ToolPolicy, decide, policy_for
 from router.policy.events import record, record_decision
 from router.policy.names import safe_name
 
 OFFERED_KEY = "policy_offered_tools"
 POLICY_KEY = "tool_policy"
 _NAMED_CHOICE_TYPES = ("function", "custom")
+MERGED_OBJECTS = frozenset(("extrabody", "extraargs", "modelkwargs"))
+"""Skeletons of keys whose object gateways and SDK-based servers merge into the request (``extra_body``; the
+OpenAI Agents SDK's ``extra_args``; LangChain's ``model_kwargs``)."""
+MAX_NESTING = 4
+_TOOL_LISTS = ("tools", "functions")
 
 
 def _tool_name(tool: Any) -> Any:
@@ -34,8 +46,15 @@ def _tool_name(tool: Any) -> Any:
 
 
 def call_arguments(call: dict[str, Any]) -> tuple[Any, str | None]:
-    """(name, arguments JSON text) of a tool call or a legacy function_call."""
-    body = call.get("function") if "function" in call else call.get("custom", call)
+    """(name, arguments JSON text) of a tool call or a legacy function_call; (None, None) when it cannot be judged.
+
+    A call carrying both a ``function`` and a ``custom`` body, or a body other than its ``type`` says, is not
+    judged: clients disagree on which of the two they run."""
+    kinds = [kind for kind in _NAMED_CHOICE_TYPES if kind in call]
+    declared = call.get("type")
+    if len(kinds) > 1 or (kinds and declared is not None and declared != kinds[0]):
+        return None, None
+    body = call[kinds[0]] if kinds else call
     if not isinstance(body, dict):
         return None, None
     args = body.get("arguments", body.get("input"))
@@ -45,13 +64,19 @@ def call_arguments(call: dict[str, Any]) -> tuple[Any, str | None]:
 
 
 class _Review:
-    """One pass over a request: decisions recorded, violations listed, the filtered fields collected."""
+    """One pass over a request: decisions recorded, violations listed, the filtered fields collected.
+
+    ``changes`` maps each reviewed object (the request, or an object merged into it) by identity to its own
+    changed fields."""
 
     def __init__(self, ctx: RequestContext, policy: ToolPolicy) -> None:
         self.ctx, self.policy = ctx, policy
         self.violations: list[str] = []
-        self.changes: dict[str, Any] = {}
+        self.changes: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
         self.offered: set[str] = set()
+
+    def changes_of(self, section: dict[str, Any]) -> dict[str, Any]:
+        return self.changes.setdefault(id(section), (section, {}))[1]
 
     def check(self, name: Any, arguments: str | None, stage: str, what: str) -> bool:
         decision = decide(self.policy, name, arguments)
@@ -60,12 +85,22 @@ class _Review:
             self.violations.append(f"{what} {name!r}: {decision.reason}")
         return decision.allowed
 
-    def tool_list(self, field: str, name_of: Any) -> list[Any] | None:
+    def refuse_field(self, section: dict[str, Any], field: str, reason: str) -> None:
+        """A tool field that cannot be judged: a violation; ``strip`` removes it (a tool list as if emptied, so its
+        companion fields go too)."""
+        record_decision(self.ctx, self.policy, None, ToolDecision(False, "unjudgeable", reason), "request")
+        self.violations.append(reason)
+        self.changes_of(section)[field] = [] if field in _TOOL_LISTS else None
+
+    def tool_list(self, section: dict[str, Any], field: str, name_of: Any, where: str) -> list[Any] | None:
         """Filter ``tools`` or ``functions``; the kept entries (None when the field is absent)."""
-        entries = self.ctx.payload.get(field)
-        if not isinstance(entries, list):
+        entries = section.get(field)
+        if entries is None:
             return None
-        what = field[:-1]
+        if not isinstance(entries, list):
+            self.refuse_field(section, field, f"{where}{field} is not a list, so its tools cannot be judged")
+            return []
+        what = where + field[:-1]
         kept = []
         for entry in entries:
             name = name_of(entry)
@@ -73,26 +108,27 @@ class _Review:
                 kept.append(entry)
                 self.offered.add(safe_name(name) or "")
         if len(kept) != len(entries):
-            self.changes[field] = kept
+            self.changes_of(section)[field] = kept
         return kept
 
-    def choice(self, field: str, value: Any, name: Any, kept: list[Any] | None, stripped_any: bool) -> None:
+    def choice(self, section: dict[str, Any], field: str, value: Any, name: Any, kept: list[Any] | None,
+               stripped_any: bool) -> None:
         """Keep a ``tool_choice``/``function_call`` valid: check the tool it names, rewrite what no longer fits."""
         if name is not None:
             if self.check(name, None, "request", field):
                 return
         elif not (value == "required" and kept is not None and not kept and stripped_any):
             return
-        self.rewrite(field, value, "auto" if kept else None)
+        self.rewrite(section, field, value, "auto" if kept else None)
 
-    def rewrite(self, field: str, value: Any, replacement: str | None) -> None:
-        self.changes[field] = replacement
+    def rewrite(self, section: dict[str, Any], field: str, value: Any, replacement: str | None) -> None:
+        self.changes_of(section)[field] = replacement
         if self.policy.mode == "strip":
             outcome = f"rewritten to {replacement!r}" if replacement else "removed"
             record(self.ctx, self.policy, None, "rewritten", "request", f"{field}-rewrite",
                    f"{field} {orjson.dumps(value).decode()} no longer fits the allowed tools; {outcome}")
 
-    def history(self, messages: list[Any]) -> None:
+    def history(self, section: dict[str, Any], messages: list[Any]) -> None:
         """Strip calls to disallowed tools from past assistant messages, and the results that answer them."""
         stripped_ids: set[str] = set()
         stripped_functions: list[str] = []
@@ -116,7 +152,7 @@ class _Review:
             else:
                 out.append(message)
         if changed:
-            self.changes["messages"] = out
+            self.changes_of(section)["messages"] = out
 
     def _assistant(self, message: dict[str, Any], stripped_ids: set[str],
                    stripped_functions: list[str]) -> dict[str, Any] | None:
@@ -157,7 +193,8 @@ def _named(choice: Any, kind_field: str) -> Any:
     return body.get("name") if isinstance(body, dict) else None
 
 
-def _allowed_tools_choice(review: _Review, choice: dict[str, Any], kept: list[Any] | None) -> None:
+def _allowed_tools_choice(review: _Review, section: dict[str, Any], choice: dict[str, Any],
+                          kept: list[Any] | None) -> None:
     """``{"type": "allowed_tools", "allowed_tools": {"mode", "tools": [...]}}``: narrow its list too."""
     spec = choice.get("allowed_tools")
     tools = spec.get("tools") if isinstance(spec, dict) else None
@@ -167,9 +204,56 @@ def _allowed_tools_choice(review: _Review, choice: dict[str, Any], kept: list[An
     if len(narrowed) == len(tools):
         return
     if narrowed:
-        review.changes["tool_choice"] = {**choice, "allowed_tools": {**spec, "tools": narrowed}}
+        review.changes_of(section)["tool_choice"] = {**choice, "allowed_tools": {**spec, "tools": narrowed}}
     else:
-        review.rewrite("tool_choice", choice, "auto" if kept else None)
+        review.rewrite(section, "tool_choice", choice, "auto" if kept else None)
+
+
+def _review_section(review: _Review, section: dict[str, Any], where: str) -> None:
+    """Review the tool fields of the request or of one object merged into it (``where`` names it in messages)."""
+    tools = review.tool_list(section, "tools", _tool_name, where)
+    functions = review.tool_list(section, "functions", lambda f: f.get("name") if isinstance(f, dict) else None,
+                                 where)
+    changes = review.changes_of(section)
+    choice = section.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        _allowed_tools_choice(review, section, choice, tools)
+    elif choice is not None:
+        review.choice(section, "tool_choice", choice, _named(choice, "tool_choice"), tools, "tools" in changes)
+    legacy_choice = section.get("function_call")
+    if legacy_choice is not None:
+        review.choice(section, "function_call", legacy_choice, _named(legacy_choice, "function_call"), functions,
+                      "functions" in changes)
+    messages = section.get("messages")
+    if isinstance(messages, list):
+        review.history(section, messages)
+    elif messages is not None and where:
+        review.refuse_field(section, "messages", f"{where}messages is not a list, so its history cannot be judged")
+
+
+def _merged_objects(review: _Review, section: dict[str, Any], where: str, depth: int) -> None:
+    """Review every object an upstream may merge into ``section`` (``extra_body`` and kin), recursively."""
+    if lookalike_keys.ORDINARY.issuperset(section):
+        return
+    for key, value in list(section.items()):
+        if lookalike_keys.skeleton(key) not in MERGED_OBJECTS:
+            continue
+        path = f"{where}{key}"
+        if not isinstance(value, dict):
+            review.refuse_field(section, key, f"{path} is not an object, so the tools it may carry cannot be judged")
+        elif depth > MAX_NESTING:
+            review.refuse_field(section, key, f"{path} is nested more than {MAX_NESTING} deep")
+        else:
+            _refuse_lookalikes(review, value, path)
+            _review_section(review, value, path + ".")
+            _merged_objects(review, value, path + ".", depth + 1)
+
+
+def _refuse_lookalikes(review: _Review, section: dict[str, Any], where: str) -> None:
+    found = lookalike_keys.find(section, lookalike_keys.REQUEST, where)
+    if found:
+        review.violations.extend(item.describe() for item in found)
+        lookalike_keys.refuse(review.ctx, review.policy, found, "request")
 
 
 def apply_request_policy(ctx: RequestContext) -> None:
@@ -178,27 +262,17 @@ def apply_request_policy(ctx: RequestContext) -> None:
     ctx.extra[POLICY_KEY] = policy
     payload = ctx.payload
     review = _Review(ctx, policy)
-    tools = review.tool_list("tools", _tool_name)
-    functions = review.tool_list("functions", lambda f: f.get("name") if isinstance(f, dict) else None)
-    choice = payload.get("tool_choice")
-    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
-        _allowed_tools_choice(review, choice, tools)
-    elif choice is not None:
-        review.choice("tool_choice", choice, _named(choice, "tool_choice"), tools, "tools" in review.changes)
-    legacy_choice = payload.get("function_call")
-    if legacy_choice is not None:
-        review.choice("function_call", legacy_choice, _named(legacy_choice, "function_call"), functions,
-                      "functions" in review.changes)
-    messages = payload.get("messages")
-    if isinstance(messages, list):
-        review.history(messages)
+    _refuse_lookalikes(review, payload, "$")
+    _review_section(review, payload, "")
+    _merged_objects(review, payload, "", 1)
     ctx.extra[OFFERED_KEY] = frozenset(review.offered - {""})
     if not review.violations or policy.mode == "audit_only":
         return
     if policy.mode == "block":
         raise PolicyViolation(f"role {policy.role!r} may not use: " + "; ".join(review.violations),
                               param="tools")
-    _apply(payload, review.changes)
+    for section, changes in review.changes.values():
+        _apply(section, changes)
 
 
 def _apply(payload: dict[str, Any], changes: dict[str, Any]) -> None:

@@ -4,7 +4,8 @@ A call passes only when the role allows it (conditions included) and the filtere
 tool, so a manipulated model cannot call something nobody offered. ``strip`` removes the other calls,
 turns ``finish_reason`` ``tool_calls`` into ``stop`` when none is left and appends a notice to the
 content; ``block`` raises PolicyViolation (the client gets a 403 instead of the answer); ``audit_only``
-only records.
+only records. Keys that imitate a governed key (``Tool_Calls``, ``Function``, ...) are refused the same way
+(see :mod:`router.policy.lookalike_keys`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from router.context import RequestContext
 from router.errors import PolicyViolation
+from router.policy import lookalike_keys
 from router.policy.decide import ToolPolicy, decide_call, policy_for
 from router.policy.events import record_decision
 from router.policy.request_side import OFFERED_KEY, POLICY_KEY, call_arguments
@@ -31,12 +33,14 @@ def with_notice(content: Any, notices: list[str]) -> str:
 
 def filter_completion(ctx: RequestContext, data: dict[str, Any]) -> bool:
     """Strip or block disallowed tool calls in ``data`` in place; return True when it changed."""
+    policy, offered = policy_of(ctx)
+    found = lookalike_keys.find(data, lookalike_keys.ANSWER)
+    changed = bool(found) and lookalike_keys.refuse(ctx, policy, found, "response") > 0
+    scrubbed = {id(lookalike.owner) for lookalike in found} if changed else set()
     choices = data.get("choices")
     if not isinstance(choices, list):
-        return False
-    policy, offered = policy_of(ctx)
+        return changed
     violations: list[str] = []
-    changed = False
     for choice in choices:
         message = choice.get("message") if isinstance(choice, dict) else None
         if not isinstance(message, dict):
@@ -57,9 +61,10 @@ def filter_completion(ctx: RequestContext, data: dict[str, Any]) -> bool:
         if notices and policy.mode == "strip":
             changed = True
             message["content"] = with_notice(message.get("content"), notices)
-            if not message.get("tool_calls") and not message.get("function_call") \
-                    and choice.get("finish_reason") in ("tool_calls", "function_call"):
-                choice["finish_reason"] = "stop"
+        lost_calls = notices or id(message) in scrubbed or id(choice) in scrubbed
+        if lost_calls and policy.mode == "strip" and not message.get("tool_calls") \
+                and not message.get("function_call") and choice.get("finish_reason") in ("tool_calls", "function_call"):
+            choice["finish_reason"] = "stop"
     if violations and policy.mode == "block":
         raise PolicyViolation(f"the model called a tool role {policy.role!r} may not use: " + "; ".join(violations))
     return changed

@@ -1,8 +1,9 @@
 """Streaming side: a small state machine fed one chunk payload (JSON bytes) at a time.
 
-Fast path: while no tool call is in flight and nothing is owed to the client, a chunk whose bytes hold
-neither ``"tool_calls"`` nor ``"function_call"`` (nor a ``\\u`` escape that could spell them) is passed on
-untouched, unparsed. Text is never delayed.
+Fast path: while no tool call is in flight and nothing is owed to the client, a chunk whose lower-cased bytes
+hold no ``call`` (every spelling of ``tool_calls`` and ``function_call``, look-alikes such as ``toolCalls``
+included) nor a ``\\u`` escape that could spell one is passed on untouched, unparsed. Text is never delayed. A
+parsed chunk first loses its look-alike keys (:mod:`router.policy.lookalike_keys`).
 
 A streamed call arrives as fragments: the first carries index, id and name, later ones pieces of the
 arguments. Each call goes ``naming`` -> (``holding``) -> ``passed`` | ``dropped``:
@@ -13,6 +14,10 @@ arguments. Each call goes ``naming`` -> (``holding``) -> ``passed`` | ``dropped`
   complete (same triggers), then decided on them.
 - ``passed``: re-emitted as our own fragments under a gap-free index; later argument pieces stream on.
 - ``dropped``: everything else about it is swallowed.
+
+A fragment at a used index with another id, or another name once the call is named, starts a new call (the
+old one is filed away, never merged). ``type: custom`` calls are read from their ``custom`` body (``input``
+as the arguments) and re-emitted as ``custom``, so they get the same decision as in a whole answer.
 
 A call held for checking is bounded (``policy.max_tool_call_bytes``, 64 KiB by default); a bigger one is
 refused, as are calls past :data:`MAX_CALLS` in one stream. When a choice finishes, ``finish_reason``
@@ -32,6 +37,7 @@ import orjson
 
 from router.context import RequestContext
 from router.errors import PolicyViolation
+from router.policy import lookalike_keys
 from router.policy.decide import ToolDecision, decide_call
 from router.policy.events import record_decision
 from router.policy.response_side import policy_of
@@ -46,7 +52,8 @@ class _Call:
     choice: int
     legacy: bool
     id: str | None = None
-    type: str | None = None
+    kind: str | None = None
+    """``function`` or ``custom``: which body its fragments carry (and the one re-emitted)."""
     name: str = ""
     args: str = ""
     state: str = "naming"
@@ -83,11 +90,15 @@ class StreamFilter:
             chunk = orjson.loads(payload)
         except orjson.JSONDecodeError:
             return [payload] if self.audit else []  # it may carry a call: never pass what cannot be checked
-        if not isinstance(chunk, dict) or not isinstance(chunk.get("choices"), list):
+        if not isinstance(chunk, dict):
             return [payload]
+        found = lookalike_keys.find(chunk, lookalike_keys.ANSWER)
+        scrubbed = bool(found) and lookalike_keys.refuse(self.ctx, self.policy, found, "stream") > 0
+        if not isinstance(chunk.get("choices"), list):
+            return [orjson.dumps(chunk)] if scrubbed else [payload]
         self._remember(chunk)
         before: list[bytes] = []
-        choices, modified, finished = [], False, False
+        choices, modified, finished = [], scrubbed, False
         for choice in chunk["choices"]:
             if not isinstance(choice, dict):
                 choices.append(choice)
@@ -129,8 +140,7 @@ class StreamFilter:
     def _fast(self, payload: bytes) -> bool:
         if not self.had_text and b'"content":"' in payload and b'"content":""' not in payload:
             self.had_text.add(0)
-        if self.unsettled or self.owed or b'"tool_calls"' in payload or b'"function_call"' in payload \
-                or b"\\u" in payload:
+        if self.unsettled or self.owed or b"call" in payload.lower() or b"\\u" in payload:
             return False
         return not (self.ctx.policy_summary and not self.summary_sent
                     and (b'"finish_reason":"' in payload or b'"finish_reason": "' in payload))
@@ -147,7 +157,7 @@ class StreamFilter:
             emitted.extend(self._tool_fragment(index, fragment))
         legacy = delta.get("function_call")
         if isinstance(legacy, dict):
-            emitted.extend(self._fragment(index, (index, "function_call"), True, None, legacy))
+            emitted.extend(self._legacy_fragment(index, legacy))
         finish = choice.get("finish_reason")
         changed = touched
         if finish is not None:
@@ -173,11 +183,47 @@ class StreamFilter:
         if not isinstance(upstream, int) or isinstance(upstream, bool):
             opened = self.open.get(choice)
             upstream = opened[1] if opened and "id" not in fragment else ("unindexed", len(self.calls))
-        function = fragment.get("function") if isinstance(fragment.get("function"), dict) else {}
-        return self._fragment(choice, (choice, upstream), False, fragment, function)
+        key = (choice, upstream)
+        kind, body = _body_of(fragment)
+        known = self.calls.get(key)
+        if known is not None and _starts_another_call(known, fragment.get("id"), body.get("name")):
+            self._retire(key)
+            known = None
+        if kind != "ambiguous" and (known is None or kind is None or known.kind in (None, kind)):
+            return self._fragment(choice, key, False, fragment, body, kind)
+        out = self._fragment(choice, key, False, fragment, {}, None) if known is None else []
+        call = self.calls[key]
+        if call.state not in ("naming", "holding"):
+            return out  # a passed call takes no piece of another kind; a dropped one takes nothing
+        return out + self._refuse(call, ToolDecision(False, "ambiguous-call", "a streamed tool call carried both a "
+                                                     "function and a custom body, or switched between them"))
+
+    def _legacy_fragment(self, choice: int, function: dict[str, Any]) -> list[Emitted]:
+        """A legacy ``function_call`` piece. A choice has one such call: a second one (a new name once the first is
+        named) cannot be told apart from the first by the client, so it is refused."""
+        key = (choice, "function_call")
+        known = self.calls.get(key)
+        if known is None or not _starts_another_call(known, None, function.get("name")):
+            return self._fragment(choice, key, True, None, function, "function")
+        self._retire(key)
+        out = self._fragment(choice, key, True, None, {}, "function")
+        call = self.calls[key]
+        name = function.get("name")
+        call.name = name if isinstance(name, str) else ""
+        if call.state == "dropped":
+            return out
+        return out + self._refuse(call, ToolDecision(False, "second-function-call", "a second function_call in one "
+                                                     "choice would be merged with the first by the client"))
+
+    def _retire(self, key: tuple[int, Any]) -> None:
+        """A new call reuses ``key``'s upstream index: file the old call away so the two are never merged."""
+        retired = (key[0], ("reused", len(self.calls)))
+        self.calls[retired] = self.calls.pop(key)
+        if self.open.get(key[0]) == key:
+            self.open[key[0]] = retired
 
     def _fragment(self, choice: int, key: tuple[int, Any], legacy: bool, fragment: dict[str, Any] | None,
-                  function: dict[str, Any]) -> list[Emitted]:
+                  function: dict[str, Any], kind: str | None) -> list[Emitted]:
         out: list[Emitted] = []
         call = self.calls.get(key)
         if call is None:
@@ -192,13 +238,13 @@ class StreamFilter:
                                                              f"more than {MAX_CALLS} tool calls in one answer"))
         if call.state == "dropped":
             return out
-        piece = function.get("arguments")
+        call.kind = call.kind or kind
+        piece = function.get("input" if call.kind == "custom" else "arguments")
         piece = piece if isinstance(piece, str) else ""
         if call.state == "passed":
             return out + ([self._emit(call, piece, first=False)] if piece and not call.sealed else [])
         if fragment is not None:
             call.id = call.id or (fragment.get("id") if isinstance(fragment.get("id"), str) else None)
-            call.type = call.type or (fragment.get("type") if isinstance(fragment.get("type"), str) else None)
         name = function.get("name")
         if call.state == "naming" and isinstance(name, str) and name:
             call.name += name
@@ -263,13 +309,14 @@ class StreamFilter:
     def _emit(self, call: _Call, arguments: str, *, first: bool) -> Emitted:
         if call.legacy:
             return True, ({"name": call.name, "arguments": arguments} if first else {"arguments": arguments})
+        kind, piece = ("custom", "input") if call.kind == "custom" else ("function", "arguments")
         if not first:
-            return False, {"index": call.out_index, "function": {"arguments": arguments}}
+            return False, {"index": call.out_index, kind: {piece: arguments}}
         fragment: dict[str, Any] = {"index": call.out_index}
         if call.id is not None:
             fragment["id"] = call.id
-        fragment["type"] = "function"
-        fragment["function"] = {"name": call.name, "arguments": arguments}
+        fragment["type"] = kind
+        fragment[kind] = {"name": call.name, piece: arguments}
         return False, fragment
 
     def _remember(self, chunk: dict[str, Any]) -> None:
@@ -288,6 +335,30 @@ class StreamFilter:
             text = "\n\n" + text
         self.had_text.add(choice)
         return self._chunk(choice, {"content": text})
+
+
+def _body_of(fragment: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """(kind, body) of a streamed call fragment: ``function`` or ``custom`` (from the body it carries, else its
+    ``type``), None when it says neither, ``ambiguous`` when it carries both bodies or contradicts its type."""
+    function, custom = fragment.get("function"), fragment.get("custom")
+    declared = fragment.get("type")
+    if function is not None and custom is not None:
+        return "ambiguous", {}
+    kind = "custom" if custom is not None else "function" if function is not None else None
+    if kind is not None and declared is not None and declared != kind:
+        return "ambiguous", {}
+    body = custom if custom is not None else function
+    if kind is None and declared in ("function", "custom"):
+        kind = declared
+    return kind, body if isinstance(body, dict) else {}
+
+
+def _starts_another_call(call: _Call, new_id: Any, name: Any) -> bool:
+    """A fragment at a used index opens a new call when it carries another id, or another name once the call's
+    name is settled (providers repeat the head of a call, never change it)."""
+    if isinstance(new_id, str) and new_id and call.id is not None and new_id != call.id:
+        return True
+    return isinstance(name, str) and bool(name) and call.state != "naming" and name != call.name
 
 
 def _utf8_size(text: str) -> int:

@@ -58,7 +58,16 @@ class SlowStream:
     content: str = "slow words arrive one by one"
 
 
-Behaviour = Text | ToolCalls | Error | Hang | InvalidJSON | ResetMidStream | SlowStream
+@dataclass
+class Scripted:
+    """A hostile or quirky upstream, word for word: the whole answer's JSON body, or each stream event's data
+    (bytes are sent as they are, anything else as JSON); ``[DONE]`` follows the events."""
+
+    answer: Any = None
+    events: list[Any] = field(default_factory=list)
+
+
+Behaviour = Text | ToolCalls | Error | Hang | InvalidJSON | ResetMidStream | SlowStream | Scripted
 
 
 def openai_error(message: str, code: str | None = None, type_: str = "invalid_request_error") -> dict[str, Any]:

@@ -24,6 +24,7 @@ from tests.fakes.behaviours import (
     Hang,
     InvalidJSON,
     ResetMidStream,
+    Scripted,
     SlowStream,
     Text,
     ToolCalls,
@@ -154,6 +155,8 @@ class FakeUpstream:
         failure = await self._common_failures(behaviour, request)
         if failure is not None:
             return failure
+        if isinstance(behaviour, Scripted):
+            return await self._scripted(request, behaviour, bool(body.get("stream")))
         if body.get("stream"):
             return await self._openai_stream(request, body, behaviour)
         return web.json_response(openai_completion(model, behaviour), dumps=lambda o: orjson.dumps(o).decode())
@@ -173,6 +176,17 @@ class FakeUpstream:
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
             if delay:
                 await asyncio.sleep(delay)
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def _scripted(self, request: web.Request, behaviour: Scripted, stream: bool) -> web.StreamResponse:
+        if not stream:
+            return web.Response(status=200, body=_raw(behaviour.answer), content_type="application/json")
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for event in behaviour.events:
+            await response.write(b"data: " + _raw(event) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
@@ -197,6 +211,10 @@ class FakeUpstream:
             await response.write(f"event: {name}\ndata: ".encode() + orjson.dumps(data) + b"\n\n")
         await response.write_eof()
         return response
+
+
+def _raw(item: Any) -> bytes:
+    return item if isinstance(item, bytes) else orjson.dumps(item)
 
 
 # -- wire format builders (pure) ---------------------------------------------------------------------
