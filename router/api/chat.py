@@ -41,7 +41,7 @@ from router.ledger.usage import reported_usage, take_stream_usage
 from router.plan import RoutePlan
 from router.policy.events import summary_header
 from router.policy.request_side import apply_request_policy
-from router.policy.response_side import filter_completion
+from router.policy.response_side import filter_completion, may_carry_call
 from router.policy.stream_filter import StreamFilter, needs_stream_filter
 from router.rules import plan_route
 from router.state import RouterState
@@ -129,7 +129,8 @@ async def _complete(state: RouterState, ctx: RequestContext, plan: RoutePlan, se
     if ctx.usage is None:
         ctx.extra[estimate.TEXT_KEY] = estimate.completion_text(data)
     changed = filter_completion(ctx, data)
-    content = completion.raw if completion.raw is not None and not changed else orjson.dumps(data)
+    raw = completion.raw
+    content = raw if raw is not None and not changed and not may_carry_call(raw) else orjson.dumps(data)
     state.finish(ctx, status="ok")
     headers = [JSON, (b"x-request-id", request_id)]
     headers += decision_headers(ctx)

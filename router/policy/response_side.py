@@ -26,6 +26,14 @@ def policy_of(ctx: RequestContext) -> tuple[ToolPolicy, frozenset[str]]:
     return policy, ctx.extra.get(OFFERED_KEY, frozenset())
 
 
+def may_carry_call(payload: bytes) -> bool:
+    """Whether raw JSON could hold a tool call in any spelling: ``call`` in any case (``tool_calls``,
+    ``function_call`` and their look-alikes) or a ``\\u`` escape that could spell one. Such bytes are never
+    relayed as they came: duplicate keys (``{"tool_calls": [...], "tool_calls": null}``) decode differently in
+    first-wins and last-wins parsers, so the client gets the re-encoded object the policy judged."""
+    return b"call" in payload.lower() or b"\\u" in payload
+
+
 def with_notice(content: Any, notices: list[str]) -> str:
     text = "\n".join(notices)
     return f"{content}\n\n{text}" if isinstance(content, str) and content else text

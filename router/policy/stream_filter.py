@@ -40,7 +40,7 @@ from router.errors import PolicyViolation
 from router.policy import lookalike_keys
 from router.policy.decide import ToolDecision, decide_call
 from router.policy.events import record_decision
-from router.policy.response_side import policy_of
+from router.policy.response_side import may_carry_call, policy_of
 
 MAX_CALLS = 128
 Emitted = tuple[bool, dict[str, Any]]
@@ -113,7 +113,7 @@ class StreamFilter:
         if finished and self.ctx.policy_summary:
             chunk["agent_router"] = {"policy": list(self.ctx.policy_summary)}
             self.summary_sent = modified = True
-        if not modified:
+        if not modified and not may_carry_call(payload):
             return [*before, payload]
         if not choices and chunk.get("usage") is None:
             return before
@@ -140,7 +140,7 @@ class StreamFilter:
     def _fast(self, payload: bytes) -> bool:
         if not self.had_text and b'"content":"' in payload and b'"content":""' not in payload:
             self.had_text.add(0)
-        if self.unsettled or self.owed or b"call" in payload.lower() or b"\\u" in payload:
+        if self.unsettled or self.owed or may_carry_call(payload):
             return False
         return not (self.ctx.policy_summary and not self.summary_sent
                     and (b'"finish_reason":"' in payload or b'"finish_reason": "' in payload))
