@@ -69,6 +69,9 @@ _REQUEST_ID = COLUMNS.index("request_id")
 _TOKENS = COLUMNS.index("prompt_tokens")
 """Where the charged block starts: prompt, completion, cached tokens, cost_nano, price_known, estimated."""
 _ESTIMATED = COLUMNS.index("estimated")
+TEXT_POSITIONS: tuple[int, ...] = tuple(number for number, column in enumerate(fields(UsageRecord))
+                                     if str(column.type).startswith("str"))
+"""Where a row holds text (the values ``storable`` makes safe before they are written)."""
 assert COLUMNS[_TOKENS:_ESTIMATED + 1] == ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_nano",
                                           "price_known", "estimated")
 
