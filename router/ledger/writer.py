@@ -11,7 +11,8 @@ No record is dropped because of what it holds: every text is made storable first
 database still refuses, for any reason but being unavailable, is bisected until the refused requests stand
 alone; all the others are written, and each refused one is tried once more with every value in its strict form.
 One that fails even so (while the database accepts a plain record) is logged at ERROR with its request id and
-counted in ``unwritable`` (shown by ``/readyz``).
+counted in ``unwritable`` (shown by ``/readyz``). Unauthenticated refusals are not queued one by one but counted
+per minute (``refusals``) and queued as one record per count when their minute is over.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import logging
 import time
 from collections import deque
 
+from router.context import RequestContext
 from router.ledger import audit_chain
 from router.ledger.bulk import insert_rows
 from router.ledger.records import (
@@ -31,6 +33,7 @@ from router.ledger.records import (
     UsageRecord,
     flagged_estimated,
 )
+from router.ledger.refusals import RefusalTally
 from router.ledger.schema import migrate
 from router.ledger.storable import row_sanitiser, strict
 from router.store.database import Database, DatabaseUnavailable
@@ -136,6 +139,7 @@ class LedgerWriter:
         self.dropped = 0
         self.unwritable = 0
         """Requests whose records the database refused even in their strict form (each logged at ERROR)."""
+        self.refusals = RefusalTally()
         self.problem: str | None = None
         self._queue: deque[Pending] = deque()
         self._wake: asyncio.Event | None = None
@@ -195,8 +199,17 @@ class LedgerWriter:
                 break
             delay = self.flush_interval if await self.flush() else min(max(delay * 2, 0.5), MAX_BACKOFF)
 
+    def count_refusal(self, ctx: RequestContext, ended: float) -> None:
+        """Count an unauthenticated refusal (see ``refusals``). No I/O; call from the event loop."""
+        self.refusals.count(ctx, ended)
+
     async def flush(self) -> bool:
-        """Write everything queued; False (records kept) when the database failed."""
+        """Write everything queued (and the refusal counts of minutes over); False (records kept) when the
+        database failed."""
+        due = self.refusals.take(None if self._closing else time.time())
+        if due:
+            self._queue.extend(due)
+            self._trim()
         while self._queue:
             count = min(self.batch_size, len(self._queue))
             batch = [self._queue.popleft() for _ in range(count)]
