@@ -6,7 +6,7 @@ Anything else is stored *escaped and visibly marked*::
 
     [escaped] <the first MAX_CHARS characters, escaped>[\\[cut N chars]]
 
-where ``\\`` stands for a backslash, NUL is ``\\x00``, a lone surrogate is ``\\udXXX``, and ``\\[cut N chars]``
+where a backslash is doubled (``\\\\``), NUL is ``\\x00``, a lone surrogate is ``\\udXXX``, and ``\\[cut N chars]``
 (present only when the value was longer) says how many characters were left out. No other character is
 changed, so the escaped form reads like the original and :func:`unescaped` gives the original back (minus
 what was cut). A caller's own text that begins with the marker is escaped as well, so a stored value starting
