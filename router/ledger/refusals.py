@@ -83,8 +83,7 @@ class RefusalTally:
         current = None if now is None else int(now // MINUTE)
         due = [key for key in self._counts if current is None or key[0] < current]
         for minute in {key[0] for key in due}:
-            if current is None or minute < current:
-                self._buckets_in.pop(minute, None)
+            self._buckets_in.pop(minute, None)
         return [_records(key, self._counts.pop(key)) for key in due]
 
 

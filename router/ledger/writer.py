@@ -263,19 +263,20 @@ class LedgerWriter:
             if not self._migrated or any(isinstance(item, EndedRequest) for item in batch):
                 raise
         # The database refuses something in the batch itself: isolate it, write everything else.
-        written: set[int] = set()
+        settled: set[int] = set()
         try:
-            await self._bisect(batch, written)  # type: ignore[arg-type]
+            await self._bisect(batch, settled)  # type: ignore[arg-type]
         finally:
-            batch[:] = [item for item in batch if id(item) not in written]
+            batch[:] = [item for item in batch if id(item) not in settled]
 
-    async def _bisect(self, refused: list[FinishedRequest], written: set[int]) -> None:
+    async def _bisect(self, refused: list[FinishedRequest], settled: set[int]) -> None:
         """Write the halves of a refused part separately, bisecting each refused half again; a request refused
         on its own gets one strict attempt. Each attempt is a transaction of its own, its audit events chained
-        from the head as committed (a rolled-back attempt's hashes are never reused)."""
+        from the head as committed (a rolled-back attempt's hashes are never reused). ``settled`` collects the
+        requests done with: written, or counted as unwritable."""
         if len(refused) == 1:
             await self._write_strictly(refused[0])
-            written.add(id(refused[0]))
+            settled.add(id(refused[0]))
             return
         middle = len(refused) // 2
         for half in (refused[:middle], refused[middle:]):
@@ -284,9 +285,9 @@ class LedgerWriter:
             except DatabaseUnavailable:
                 raise
             except Exception:
-                await self._bisect(half, written)
+                await self._bisect(half, settled)
             else:
-                written.update(map(id, half))
+                settled.update(map(id, half))
 
     async def _write_strictly(self, item: FinishedRequest) -> None:
         try:
