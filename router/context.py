@@ -32,6 +32,8 @@ class RequestContext:
     """Size of the request body as received (0 when unknown): a free upper bound on the prompt's tokens."""
     headers: dict[str, str] = field(default_factory=dict)
     """Lower-cased request headers the stages may read (``x-agent-router-*`` metadata)."""
+    client: str | None = None
+    """The caller's address as the server saw it (ASGI ``client``); None when the server gives none."""
     agent: str | None = None
     role: str | None = None
     key_id: str | None = None

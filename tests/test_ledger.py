@@ -131,10 +131,11 @@ def test_refused_requests_are_recorded_without_a_deployment(router: Any, upstrea
         router.client().chat.completions.create(model="no-such-model", messages=MESSAGES)
     router.stop()
     assert upstream.served() == []
-    rows = usage_rows(db)
+    rows = sorted(usage_rows(db), key=lambda row: row["http_status"])  # the 401 is counted, written at the end
     assert [(r["kind"], r["status"], r["http_status"], r["attempt"], r["deployment"]) for r in rows] == \
         [("request", "refused", 401, 0, None), ("request", "refused", 404, 0, None)]
     assert rows[0]["agent"] is None and rows[1]["agent"] == "test-agent"
+    assert (rows[0]["requests"], rows[0]["source"]) == (1, "127.0.0.1") and rows[1]["source"] is None
     assert all(r["prompt_tokens"] == 0 and r["cost_nano"] == 0 for r in rows)
 
 

@@ -81,8 +81,9 @@ async def serve_chat(state: RouterState, scope: Scope, receive: Receive, send: S
     """Plain ASGI: every outcome is answered here, as the answer, a stream, or an OpenAI-style error."""
     headers = header_map(scope["headers"])
     request_id = request_id_for(headers.get("x-request-id"))
+    client = scope.get("client")
     ctx = RequestContext(request_id=request_id.decode(), snapshot=state.snapshot, payload={}, stream=False,
-                         requested_model="")
+                         requested_model="", client=client[0] if client else None)
     try:
         await state.identity.authenticate(headers, ctx)
         body = await read_body(receive, headers.get("content-length"), state.settings.max_body_bytes)

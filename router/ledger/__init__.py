@@ -2,11 +2,13 @@
 
     record(ctx, status)   once per finished request (from ``state.finish``): queues a reference to it with its
                           end time and latency; no I/O, no row building (the writer does that, per batch).
+                          An unauthenticated refusal is only counted (one record per source and minute).
     close()               drains every queued record (graceful shutdown loses nothing).
 
 Modules: ``records`` (what a row holds), ``cost`` (USD from usage and prices), ``estimate`` (tokens when the
 provider reported none), ``schema`` (versioned tables), ``writer`` (batching, retry), ``audit_chain`` (hash chain,
-verify, list), ``reports`` (finance reports), ``timerange`` and ``render`` (CLI/admin input and output).
+verify, list), ``storable`` (values every backend accepts), ``refusals`` (unauthenticated refusals counted per
+minute), ``reports`` (finance reports), ``timerange`` and ``render`` (CLI/admin input and output).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 
 from router.context import RequestContext
 from router.ledger.records import EndedRequest
+from router.ledger.refusals import is_unauthenticated
 from router.ledger.writer import LedgerWriter
 from router.settings import Settings
 from router.store.database import Database
@@ -37,6 +40,9 @@ class Ledger:
 
         The context must not change after this call (``state.finish`` is the request's last step).
         """
+        if is_unauthenticated(ctx):
+            self.writer.count_refusal(ctx, time.time())
+            return
         self.writer.put(EndedRequest(ctx, status, time.time(), (time.perf_counter() - ctx.started) * 1000.0))
 
     def health(self) -> dict[str, str]:

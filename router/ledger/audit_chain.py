@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from router.ledger.bulk import insert_rows
+from router.ledger.storable import TextValues, storable, storable_texts, strict
 from router.store.database import Database
 
 GENESIS = "0" * 64
@@ -65,9 +66,14 @@ def _hash_of_stored(prev_hash: str, row: dict[str, Any]) -> str | None:
         return None
 
 
-def _stored(seq: int, event: dict[str, Any]) -> tuple[Any, ...]:
+def _strict_texts(values: TextValues) -> TextValues:
+    return tuple(map(strict, values))
+
+
+def _stored(seq: int, event: dict[str, Any], strictly: bool = False) -> tuple[Any, ...]:
     """An event as it is stored, in :data:`FIELDS` order: known fields as text, ts to the microsecond, anything
-    else as sorted JSON in ``extra``.
+    else as sorted JSON in ``extra``; every text made storable (``storable``; ``strictly``: its strict form)
+    before it is hashed, so the hash covers what the database holds.
 
     Runs once per event; the usual event (from the policy or identity stage: every text field present, a float
     ts, strings or None, nothing else) takes the first branch of each test.
@@ -85,6 +91,11 @@ def _stored(seq: int, event: dict[str, Any]) -> tuple[Any, ...]:
     extra = None
     if not complete and not _KNOWN.issuperset(event):
         extra = _extra({k: v for k, v in event.items() if k not in _KNOWN})
+    if strictly:
+        texts, extra = _strict_texts(texts), strict(extra)
+    else:
+        texts = storable_texts(texts)
+        extra = None if extra is None else storable(extra)
     return (seq, _to_microsecond(ts), *texts, extra)
 
 
@@ -110,8 +121,10 @@ def _extra(others: dict[str, Any]) -> str:
         return json.dumps(others, separators=(",", ":"), default=str)
 
 
-def append(database: Database, cursor: Any, events: list[dict[str, Any]]) -> None:
-    """Chain ``events`` after the current head, inside the caller's transaction."""
+def append(database: Database, cursor: Any, events: list[dict[str, Any]], strictly: bool = False) -> None:
+    """Chain ``events`` after the current head, inside the caller's transaction (``strictly``: every text in
+    its strict form, for events the database refused as they were). Hashes are computed here, from the head
+    the transaction reads, so a rolled-back attempt leaves nothing a later one could chain from."""
     if not events:
         return
     if database.dialect == "postgres":
@@ -126,7 +139,7 @@ def append(database: Database, cursor: Any, events: list[dict[str, Any]]) -> Non
     sha256, dumps = hashlib.sha256, _CANONICAL
     for i, event in enumerate(events):
         seq += 1
-        values = _stored(seq, event)
+        values = _stored(seq, event, strictly)
         digest = sha256(prev.encode() + dumps(values)).hexdigest()  # _chained(prev, values), inlined
         rows.append((*values, prev, digest))
         prev = digest

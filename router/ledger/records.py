@@ -55,6 +55,10 @@ class UsageRecord:
     estimated: int = 0
     policy_outcome: str = "none"
     stream: int = 0
+    requests: int = 1
+    """Requests this row stands for: 1, or a minute's count of unauthenticated refusals (see ``refusals``)."""
+    source: str | None = None
+    """The client address, on aggregated unauthenticated refusals only."""
 
     def row(self) -> Row:
         return _row_of(self)  # type: ignore[no-any-return]
@@ -69,6 +73,9 @@ _REQUEST_ID = COLUMNS.index("request_id")
 _TOKENS = COLUMNS.index("prompt_tokens")
 """Where the charged block starts: prompt, completion, cached tokens, cost_nano, price_known, estimated."""
 _ESTIMATED = COLUMNS.index("estimated")
+TEXT_POSITIONS: tuple[int, ...] = tuple(number for number, column in enumerate(fields(UsageRecord))
+                                     if str(column.type).startswith("str"))
+"""Where a row holds text (the values ``storable`` makes safe before they are written)."""
 assert COLUMNS[_TOKENS:_ESTIMATED + 1] == ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_nano",
                                           "price_known", "estimated")
 
@@ -201,7 +208,7 @@ def from_context(ctx: RequestContext, status: str, now: float | None = None,
         cost, known = 0.0, None
     charged = (prompt, completion, cached, to_nano(cost), _flag(known), 0)
     who = (ctx.request_id, len(attempts), ctx.agent, ctx.role, ctx.rule, ctx.requested_model or None)
-    tail = (policy_outcome(ctx), int(ctx.stream))
+    tail = (policy_outcome(ctx), int(ctx.stream), 1, None)
     request_id, _, agent, role, rule, requested = who
     if served is None:
         where: tuple[str | None, ...] = (None, None, None)

@@ -4,7 +4,9 @@ Definitions (the same in the CLI and ``GET /admin/usage``):
 
 - ``requests``: requests that ended in the range (their ``request`` row); ``errors`` of them failed after
   reaching an upstream, ``refused`` were refused by the router before any upstream (auth, access, limits,
-  policy, bad input).
+  policy, bad input). ``unauthenticated`` of the refused ones had no valid key: they are stored as one row per
+  source address, reason and minute whose ``requests`` column holds the count (group by ``source`` to see who
+  sent them; see ``router.ledger.refusals``).
 - ``attempts``: upstream attempts (``attempt`` rows, fallbacks included); ``failed_attempts`` of them failed.
 - ``prompt_tokens`` / ``completion_tokens`` / ``cached_tokens`` / ``cost_usd``: as the providers reported them
   (exact). ``cost_usd`` leaves out requests whose price is unknown; they are counted in ``unpriced_requests``
@@ -28,14 +30,15 @@ from router.store.database import Database
 GROUP_KEYS: dict[str, str] = {
     "model": "model", "requested_model": "requested_model", "deployment": "deployment", "provider": "provider",
     "agent": "agent", "role": "role", "rule": "rule", "day": "day", "policy_outcome": "policy_outcome",
-    "status": "status",
+    "status": "status", "source": "source",
 }
 
 _REQ = "kind = 'request'"
 METRICS: dict[str, str] = {
-    "requests": f"CASE WHEN {_REQ} THEN 1 ELSE 0 END",
-    "errors": f"CASE WHEN {_REQ} AND status = 'error' THEN 1 ELSE 0 END",
-    "refused": f"CASE WHEN {_REQ} AND status = 'refused' THEN 1 ELSE 0 END",
+    "requests": f"CASE WHEN {_REQ} THEN requests ELSE 0 END",
+    "errors": f"CASE WHEN {_REQ} AND status = 'error' THEN requests ELSE 0 END",
+    "refused": f"CASE WHEN {_REQ} AND status = 'refused' THEN requests ELSE 0 END",
+    "unauthenticated": f"CASE WHEN {_REQ} AND source IS NOT NULL THEN requests ELSE 0 END",
     "attempts": "CASE WHEN kind = 'attempt' THEN 1 ELSE 0 END",
     "failed_attempts": "CASE WHEN kind = 'attempt' AND status <> 'ok' THEN 1 ELSE 0 END",
     "prompt_tokens": f"CASE WHEN {_REQ} AND estimated = 0 THEN prompt_tokens ELSE 0 END",
@@ -48,8 +51,8 @@ METRICS: dict[str, str] = {
     "estimated_cost_nano": f"CASE WHEN {_REQ} AND estimated = 1 AND cost_nano IS NOT NULL THEN cost_nano ELSE 0 END",
     "unpriced_requests": f"CASE WHEN {_REQ} AND cost_nano IS NULL THEN 1 ELSE 0 END",
 }
-COLUMNS_SHOWN: list[str] = ["requests", "errors", "refused", "attempts", "failed_attempts", "prompt_tokens",
-                            "completion_tokens", "cached_tokens", "cost_usd", "estimated_requests",
+COLUMNS_SHOWN: list[str] = ["requests", "errors", "refused", "unauthenticated", "attempts", "failed_attempts",
+                            "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "estimated_requests",
                             "estimated_prompt_tokens", "estimated_completion_tokens", "estimated_cost_usd",
                             "unpriced_requests"]
 

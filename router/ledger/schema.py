@@ -40,6 +40,11 @@ LEDGER_STEPS: list[str] = [
     CREATE INDEX IF NOT EXISTS usage_records_ts ON usage_records (ts);
     CREATE INDEX IF NOT EXISTS usage_records_request ON usage_records (request_id)
     """,
+    # 2: a row may stand for many requests (a minute of unauthenticated refusals from one source).
+    """
+    ALTER TABLE usage_records ADD COLUMN requests BIGINT NOT NULL DEFAULT 1;
+    ALTER TABLE usage_records ADD COLUMN source TEXT
+    """,
 ]
 
 AUDIT_STEPS: list[str] = [

@@ -6,6 +6,13 @@ background task flushes every ``flush_interval`` seconds, or sooner once ``batch
 transaction per batch (usage rows and chained audit events together, in bulk: see ``bulk``). While the
 database is unreachable the built records stay queued (at most ``max_pending`` requests; beyond that the oldest
 are dropped, loudly) and the writer retries with backoff. :meth:`close` drains the queue before returning.
+
+No record is dropped because of what it holds: every text is made storable first (``storable``). A batch the
+database still refuses, for any reason but being unavailable, is bisected until the refused requests stand
+alone; all the others are written, and each refused one is tried once more with every value in its strict form.
+One that fails even so (while the database accepts a plain record) is logged at ERROR with its request id and
+counted in ``unwritable`` (shown by ``/readyz``). Unauthenticated refusals are not queued one by one but counted
+per minute (``refusals``) and queued as one record per count when their minute is over.
 """
 
 from __future__ import annotations
@@ -15,10 +22,20 @@ import logging
 import time
 from collections import deque
 
+from router.context import RequestContext
 from router.ledger import audit_chain
 from router.ledger.bulk import insert_rows
-from router.ledger.records import COLUMNS, EndedRequest, FinishedRequest, flagged_estimated
+from router.ledger.records import (
+    COLUMNS,
+    TEXT_POSITIONS,
+    EndedRequest,
+    FinishedRequest,
+    UsageRecord,
+    flagged_estimated,
+)
+from router.ledger.refusals import RefusalTally
 from router.ledger.schema import migrate
+from router.ledger.storable import row_sanitiser, strict
 from router.store.database import Database, DatabaseUnavailable
 
 log = logging.getLogger("agent_router.ledger")
@@ -34,14 +51,56 @@ concurrency 1 a little (about 3.9 -> 3.4 ms with writer and loop pinned to one C
 Pending = EndedRequest | FinishedRequest
 
 
-def write_batch(database: Database, batch: list[FinishedRequest]) -> None:
-    """One transaction: every usage row of the batch, then its audit events appended to the chain."""
-    rows = [row for item in batch for row in item.rows]
+storable_row = row_sanitiser(TEXT_POSITIONS)
+
+
+def write_batch(database: Database, batch: list[FinishedRequest], strictly: bool = False) -> None:
+    """One transaction: every usage row of the batch, then its audit events appended to the chain.
+
+    Every text is made storable (``strictly``: every value in its strict form) as it is written, so a retry
+    starts again from the records as they were built."""
+    if strictly:
+        rows = [tuple(map(strict, row)) for item in batch for row in item.rows]
+    else:
+        rows = [storable_row(row) for item in batch for row in item.rows]
     events = [event for item in batch for event in item.audit_events]
     with database.transaction() as cursor:
         if rows:
             insert_rows(database, cursor, "usage_records", COLUMNS, rows)
-        audit_chain.append(database, cursor, events)
+        audit_chain.append(database, cursor, events, strictly)
+
+
+class _RolledBack(Exception):
+    """Ends the probe transaction of :func:`accepts_plain_records` (nothing it wrote is kept)."""
+
+
+_PROBE = FinishedRequest(
+    [UsageRecord(ts=1.0, day="1970-01-01", kind="request", request_id="ledger-probe", attempt=0, agent=None,
+                 role=None, rule=None, requested_model=None, deployment=None, provider=None, model=None,
+                 status="refused", http_status=None, error=None, latency_ms=0.0).row()],
+    [{"ts": 1.0, "request_id": "ledger-probe", "action": "probe"}])
+
+
+def accepts_plain_records(database: Database) -> bool:
+    """Whether the database takes a plain usage row and audit event (in a transaction rolled back at once).
+
+    Tells a record the database refuses for what it holds from a database that refuses every record (a
+    changed schema, a full disk): those are kept queued, not counted as unwritable."""
+    try:
+        with database.transaction() as cursor:
+            insert_rows(database, cursor, "usage_records", COLUMNS, _PROBE.rows)
+            audit_chain.append(database, cursor, _PROBE.audit_events)
+            raise _RolledBack
+    except _RolledBack:
+        return True
+    except DatabaseUnavailable:
+        raise
+    except Exception:
+        return False
+
+
+class DatabaseRefusesRecords(DatabaseUnavailable):
+    """The database refuses even a plain record: nothing is wrong with the queued ones; they wait."""
 
 
 def prepare(batch: list[Pending]) -> list[FinishedRequest]:
@@ -78,6 +137,9 @@ class LedgerWriter:
         self.max_pending = max(1, max_pending)
         self.drain_timeout = drain_timeout
         self.dropped = 0
+        self.unwritable = 0
+        """Requests whose records the database refused even in their strict form (each logged at ERROR)."""
+        self.refusals = RefusalTally()
         self.problem: str | None = None
         self._queue: deque[Pending] = deque()
         self._wake: asyncio.Event | None = None
@@ -137,8 +199,17 @@ class LedgerWriter:
                 break
             delay = self.flush_interval if await self.flush() else min(max(delay * 2, 0.5), MAX_BACKOFF)
 
+    def count_refusal(self, ctx: RequestContext, ended: float) -> None:
+        """Count an unauthenticated refusal (see ``refusals``). No I/O; call from the event loop."""
+        self.refusals.count(ctx, ended)
+
     async def flush(self) -> bool:
-        """Write everything queued; False (records kept) when the database failed."""
+        """Write everything queued (and the refusal counts of minutes over); False (records kept) when the
+        database failed."""
+        due = self.refusals.take(None if self._closing else time.time())
+        if due:
+            self._queue.extend(due)
+            self._trim()
         while self._queue:
             count = min(self.batch_size, len(self._queue))
             batch = [self._queue.popleft() for _ in range(count)]
@@ -182,24 +253,57 @@ class LedgerWriter:
         write_batch(self.database, built)
 
     async def _write(self, batch: list[Pending]) -> None:
+        """Write ``batch``; on failure (raised) ``batch`` holds the requests still to write, in order."""
         try:
             await self.database.run(self._prepare_and_write, batch)
+            return
         except DatabaseUnavailable:
             raise
         except Exception:
-            if len(batch) == 1 or not self._migrated or any(isinstance(item, EndedRequest) for item in batch):
+            if not self._migrated or any(isinstance(item, EndedRequest) for item in batch):
                 raise
-            # Something in the batch itself is refused: write the requests one by one, keep the good ones.
-            for item in batch:
-                assert isinstance(item, FinishedRequest)
-                try:
-                    await self.database.run(write_batch, self.database, [item])
-                except DatabaseUnavailable:
-                    raise
-                except Exception:
-                    self.dropped += 1
-                    log.exception("ledger: DROPPING the records of request %s: the database refuses them",
-                                  item.request_id)
+        # The database refuses something in the batch itself: isolate it, write everything else.
+        settled: set[int] = set()
+        try:
+            await self._bisect(batch, settled)  # type: ignore[arg-type]
+        finally:
+            batch[:] = [item for item in batch if id(item) not in settled]
+
+    async def _bisect(self, refused: list[FinishedRequest], settled: set[int]) -> None:
+        """Write the halves of a refused part separately, bisecting each refused half again; a request refused
+        on its own gets one strict attempt. Each attempt is a transaction of its own, its audit events chained
+        from the head as committed (a rolled-back attempt's hashes are never reused). ``settled`` collects the
+        requests done with: written, or counted as unwritable."""
+        if len(refused) == 1:
+            await self._write_strictly(refused[0])
+            settled.add(id(refused[0]))
+            return
+        middle = len(refused) // 2
+        for half in (refused[:middle], refused[middle:]):
+            try:
+                await self.database.run(write_batch, self.database, half)
+            except DatabaseUnavailable:
+                raise
+            except Exception:
+                await self._bisect(half, settled)
+            else:
+                settled.update(map(id, half))
+
+    async def _write_strictly(self, item: FinishedRequest) -> None:
+        try:
+            await self.database.run(write_batch, self.database, [item], True)
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            if not await self.database.run(accepts_plain_records, self.database):
+                raise DatabaseRefusesRecords(f"the database refuses even a plain record ({_brief(exc)})") from exc
+            self.unwritable += 1
+            log.error("ledger: the records of request %s CANNOT BE STORED: the database refuses them even with "
+                      "every value escaped (%s); %d requests not stored so far", item.request_id, _brief(exc),
+                      self.unwritable)
+            return
+        log.warning("ledger: request %s stored with every value strictly escaped: the database refused its "
+                    "records as they were", item.request_id)
 
     def _failed(self, exc: BaseException) -> None:
         first = self.problem is None
@@ -224,8 +328,18 @@ class LedgerWriter:
             await asyncio.sleep(0.5)
 
     def health(self) -> str:
+        unwritable = f"; {self.unwritable} requests' records could not be stored" if self.unwritable else ""
         if self.problem is not None:
-            return f"degraded: {self.problem} ({len(self._queue)} requests waiting, {self.dropped} dropped)"
+            return (f"degraded: {self.problem} ({len(self._queue)} requests waiting, {self.dropped} dropped)"
+                    f"{unwritable}")
         if self.dropped:
-            return f"degraded: {self.dropped} requests' records were dropped"
+            return f"degraded: {self.dropped} requests' records were dropped{unwritable}"
+        if self.unwritable:
+            return f"degraded: {self.unwritable} requests' records could not be stored (see the ERROR log)"
         return "ok"
+
+
+def _brief(exc: BaseException) -> str:
+    """An error for the log, cut short: database messages may quote the refused value."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 200 else text[:200] + "..."

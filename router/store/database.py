@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _PLACEHOLDER = re.compile(r"\?")
+_SQLITE_REFUSED_VALUES = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError)
 
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
@@ -143,7 +144,9 @@ class Database:
                 else:
                     with conn.transaction(), conn.cursor() as cursor:
                         yield cursor
-            except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+            except _SQLITE_REFUSED_VALUES:
+                raise  # the statement's values were refused, not the database: the caller may retry without them
+            except sqlite3.DatabaseError as exc:
                 raise DatabaseUnavailable(str(exc)) from exc
             except Exception as exc:
                 if type(exc).__module__.startswith("psycopg") and _is_connection_error(exc):
