@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import openai
 import orjson
 import pytest
 
@@ -21,10 +22,10 @@ from router.context import RequestContext
 from router.errors import AuthenticationFailed
 from router.ledger.records import COLUMNS, FinishedRequest, UsageRecord
 from router.ledger.refusals import RefusalTally
-from router.ledger.storable import MARK, MAX_CHARS, STRICT_MAX_INT, unescaped
+from router.ledger.storable import MARK, MAX_CHARS, unescaped
 from router.ledger.writer import write_batch
 from router.store.database import Database
-from tests.fakes.behaviours import Error, Text, ToolCalls, openai_error
+from tests.fakes.behaviours import Error, ToolCalls, openai_error
 from tests.harness import wait_until
 from tests.ledger_helpers import (  # noqa: F401 (fixtures)
     MESSAGES,
@@ -142,20 +143,25 @@ def test_hostile_values_are_stored_marked_and_every_request_is_recorded(router: 
 
 def test_a_batch_the_database_refuses_is_bisected_and_every_request_written(router: Any, upstream: Any,
                                                                             db: str) -> None:
-    """One request among many reports tokens beyond 64 bits (the database refuses the whole batch): the others
-    are written as they are, that one with its numbers clamped; the audit chain stays one intact chain."""
+    """One request among many carries a value a database rule refuses (a 600-character model name, against a
+    rule allowing 400): the batch is split, the others are written as they are, that one in its strict form;
+    the audit chain stays one intact chain."""
     client = router.client(api_key=agent_key("ops-bot"))
-    for number in range(7):
-        if number == 4:
-            upstream.queue("up-priced", Text(usage=(2**63, 7)))
-        client.chat.completions.create(model="paid", messages=MESSAGES, tools=[tool("search"), tool("rm_rf")])
-    router.stop()
+    with usage_rows_refused(db, "length({row}requested_model) > 400"):
+        for number in range(7):
+            if number == 4:
+                with pytest.raises(openai.NotFoundError):
+                    client.chat.completions.create(model="m" * 600, messages=MESSAGES)
+                continue
+            client.chat.completions.create(model="paid", messages=MESSAGES, tools=[tool("search"), tool("rm_rf")])
+        router.stop()
 
     requests = usage_rows(db, "request")
     assert len(requests) == 7 and report_totals(db)["requests"] == 7
-    assert [row["prompt_tokens"] for row in requests].count(STRICT_MAX_INT) == 1
-    assert sorted(row["prompt_tokens"] for row in requests)[:6] == [11] * 6
-    assert assert_chain_intact(db) == 14  # an allowed and a stripped tool per request, chained without a gap
+    models = sorted(row["requested_model"] for row in requests)
+    assert models[1:] == ["paid"] * 6
+    assert models[0].startswith(MARK) and len(models[0]) <= 400 and unescaped(models[0]) == ("m" * 256, 344)
+    assert assert_chain_intact(db) == 12  # an allowed and a stripped tool per served request, without a gap
 
 
 @contextmanager

@@ -124,10 +124,10 @@ def test_a_duplicate_tool_calls_key_in_a_whole_answer_is_not_relayed(router: Any
 
 
 def test_a_duplicate_delta_key_in_a_stream_is_not_relayed(router: Any, upstream: Any) -> None:
-    chunk = (f'{{"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "up-primary", '
-             f'"choices": [{{"index": 0, "logprobs": null, "finish_reason": null, '
-             f'"delta": {{"tool_calls": [{{"index": 0, "id": "c0", "type": "function", "function": '
-             f'{{"name": "delete_environment", "arguments": "{{}}"}}}}]}}, "delta": {{"content": "hi"}}}}]}}')
+    chunk = ('{"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "up-primary", '
+             '"choices": [{"index": 0, "logprobs": null, "finish_reason": null, '
+             '"delta": {"tool_calls": [{"index": 0, "id": "c0", "type": "function", "function": '
+             '{"name": "delete_environment", "arguments": "{}"}}]}, "delta": {"content": "hi"}}]}')
     upstream.queue("up-primary", Scripted(events=[event({"role": "assistant", "content": ""}), chunk.encode(),
                                                   event({}, "stop")]))
     body = {"model": "fast", "messages": MESSAGES, "tools": [tool("search")], "stream": True}
