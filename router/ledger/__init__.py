@@ -6,7 +6,9 @@
 
 Modules: ``records`` (what a row holds), ``cost`` (USD from usage and prices), ``estimate`` (tokens when the
 provider reported none), ``schema`` (versioned tables), ``writer`` (batching, retry), ``audit_chain`` (hash chain,
-verify, list), ``reports`` (finance reports), ``timerange`` and ``render`` (CLI/admin input and output).
+append, list), ``audit_key`` (HMAC), ``audit_verify``, ``audit_anchor`` (the head outside the database),
+``audit_trail`` (the running router's alarm and anchor publisher), ``reports`` (finance reports), ``timerange``
+and ``render`` (CLI/admin input and output).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import time
 
 from router.context import RequestContext
+from router.ledger.audit_chain import ChainAppender
 from router.ledger.records import EndedRequest
 from router.ledger.writer import LedgerWriter
 from router.settings import Settings
@@ -21,9 +24,9 @@ from router.store.database import Database
 
 
 class Ledger:
-    def __init__(self, database: Database, settings: Settings) -> None:
+    def __init__(self, database: Database, settings: Settings, audit: ChainAppender) -> None:
         self.writer = LedgerWriter(database, settings.ledger_flush_interval, settings.ledger_batch_size,
-                                   settings.ledger_max_pending, settings.ledger_drain_timeout)
+                                   settings.ledger_max_pending, settings.ledger_drain_timeout, audit)
 
     async def start(self) -> None:
         await self.writer.start()
