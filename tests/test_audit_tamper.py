@@ -270,3 +270,16 @@ def test_the_anchor_in_redis_catches_a_truncation(upstream: Any, start_router: A
         assert verify(db, key=KEY).returncode == 0  # HMAC alone cannot see a tail cut with the head fixed up
         cut = verify(db, "--anchor", REDIS_URL, key=KEY, AGENT_ROUTER_REDIS_PREFIX=prefix)
         assert cut.returncode == 1 and "rows were deleted" in cut.stderr, cut.stderr
+
+
+def test_the_head_is_anchored_at_start_and_at_shutdown(upstream: Any, start_router: Any, db: str,
+                                                       tmp_path: Path) -> None:
+    anchors = tmp_path / "audit-anchors.jsonl"
+    router = start(start_router, upstream, db, ledger_flush_interval=30, audit_anchor_interval=3600,
+                   audit_anchor_file=str(anchors))
+    assert [json.loads(line)["seq"] for line in anchors.read_text().splitlines()] == [0]  # at start: empty chain
+    make_decisions(router, upstream)
+    router.stop()  # the ledger drains, then the final head is published
+    last = json.loads(anchors.read_text().splitlines()[-1])
+    rows = events(db)
+    assert (last["seq"], last["hash"], last["key_id"]) == (len(rows), rows[-1]["hash"], None)
