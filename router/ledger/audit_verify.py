@@ -160,8 +160,9 @@ def _conclusion(walk: _Walk, at_head: tuple[int, str] | None) -> Verification:
     if walk.unchecked:
         spans = "; ".join(f"rows {first}..{last} (key id {key_id})" for key_id, (first, last) in
                           walk.unchecked.items())
-        return Verification(False, checked, f"HMAC-keyed rows not checked, their key was not given: {spans}; set "
-                            "AGENT_ROUTER_AUDIT_KEY (or --key-file) to the key with that id", None, True, notes)
+        given = f" (the key given has id {', '.join(walk.keys)})" if walk.keys else ""
+        return Verification(False, checked, f"HMAC-keyed rows not checked, their key was not given: {spans}{given}; "
+                            "set AGENT_ROUTER_AUDIT_KEY (or --key-file) to the key with that id", None, True, notes)
     return Verification(True, checked, notes=notes)
 
 
