@@ -283,3 +283,17 @@ def test_the_head_is_anchored_at_start_and_at_shutdown(upstream: Any, start_rout
     last = json.loads(anchors.read_text().splitlines()[-1])
     rows = events(db)
     assert (last["seq"], last["hash"], last["key_id"]) == (len(rows), rows[-1]["hash"], None)
+
+
+def test_a_router_without_the_chains_key_says_so(upstream: Any, start_router: Any, db: str) -> None:
+    keyed = start(start_router, upstream, db, ledger_flush_interval=30, audit_key=KEY)
+    make_decisions(keyed, upstream)
+    keyed.stop()
+    key_id = events(db)[-1]["key_id"]
+    for settings, has in (({}, "no AGENT_ROUTER_AUDIT_KEY"), ({"audit_key": OTHER_KEY}, "key id ")):
+        router = start(start_router, upstream, db, ledger_flush_interval=30, **settings)
+        check = readyz(router)["checks"]["audit"]
+        assert check.startswith(f"degraded: key: the chain's last row is sealed with key id {key_id} but this "
+                                f"router has {has}"), check
+        assert KEY not in check and OTHER_KEY not in check
+        router.stop()

@@ -43,6 +43,8 @@ class AuditTrail:
         self.anchor_file = settings.audit_anchor_file
         self.to_redis = settings.audit_anchor_redis and counters.backend == "redis"
         self.tampered: str | None = None
+        self.key_mismatch: str | None = None
+        """Set at start when the chain's last row was sealed with another key than this router's (or none)."""
         self._published: Anchor | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -53,6 +55,7 @@ class AuditTrail:
     async def start(self) -> None:
         """Check the chain against the last anchor on file, publish the head, then keep publishing."""
         self._published = await self._last_published()
+        await self._check_key()
         await self.publish()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-anchor")
 
@@ -69,6 +72,20 @@ class AuditTrail:
         except (AnchorError, CountersUnavailable) as exc:
             log.error("audit: cannot read the last anchor: %s", exc)
         return max(found, key=lambda anchor: anchor.seq, default=None)
+
+    async def _check_key(self) -> None:
+        """A router whose key differs from the one the chain was last sealed with would write rows that never
+        verify (a plain row after keyed ones reads as a re-chain): say so loudly, and keep writing (no loss)."""
+        try:
+            state = await self.database.run(read_head, self.database)
+        except Exception:
+            return  # publish() reports why the head cannot be read
+        sealed, mine = state.anchor.key_id, self.key.key_id if self.key is not None else None
+        if sealed is not None and sealed != mine:
+            has = f"key id {mine}" if mine else "no AGENT_ROUTER_AUDIT_KEY"
+            self.key_mismatch = (f"the chain's last row is sealed with key id {sealed} but this router has {has}: "
+                                 "the rows it writes will not verify")
+            log.error("audit: %s", self.key_mismatch)
 
     async def _run(self) -> None:
         while True:
@@ -134,4 +151,8 @@ class AuditTrail:
         self.tampered = problem
 
     def health(self) -> dict[str, str]:
-        return {"audit": "ok" if self.tampered is None else f"degraded: tampered: {self.tampered}"}
+        if self.tampered is not None:
+            return {"audit": f"degraded: tampered: {self.tampered}"}
+        if self.key_mismatch is not None:
+            return {"audit": f"degraded: key: {self.key_mismatch}"}
+        return {"audit": "ok"}
