@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from router.store.database import database_dialect, redact_url
 
 ENV_PREFIX = "AGENT_ROUTER_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-SECRET_SETTINGS = frozenset({"admin_key"})
+SECRET_SETTINGS = frozenset({"admin_key", "audit_key"})
 """Named in errors, never shown. URL settings are shown with their password redacted."""
 URL_SETTINGS = frozenset({"database_url", "redis_url"})
 
@@ -59,6 +59,22 @@ class Settings(BaseSettings):
                                     "unreachable; beyond this the oldest records are dropped (logged as errors).")
     ledger_drain_timeout: float = Field(default=15.0, description="On shutdown, how long to keep retrying an "
                                         "unreachable database before the queued records are given up.")
+    audit_key: SecretStr | None = Field(default=None, description="Secret that makes the audit chain an HMAC "
+                                        "chain: rewriting it then needs this key, not just database access. "
+                                        "Only a short hash of it (the key id) is stored.")
+    audit_anchor_interval: float = Field(default=60.0, description="Seconds between publications of the audit "
+                                         "chain's head outside the database (log line, anchor file, Redis).")
+    audit_anchor_file: str | None = Field(default=None, description="Append each new audit head to this file "
+                                          "as a JSON line (fsynced), for audit verify --anchor FILE.")
+    audit_anchor_redis: bool = Field(default=True, description="With REDIS_URL set, also keep the latest audit "
+                                     "head in the Redis key <REDIS_PREFIX>audit:anchor.")
+
+    @field_validator("audit_key")
+    @classmethod
+    def _audit_key_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("set but empty (unset it, or set a secret)")
+        return value
 
     @field_validator("log_level")
     @classmethod

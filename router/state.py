@@ -16,6 +16,7 @@ from router.deployment_stats import DeploymentStats
 from router.executor import Executor
 from router.identity import Identity
 from router.ledger import Ledger
+from router.ledger.audit_trail import AuditTrail
 from router.limits import Limits
 from router.provider_pool import ProviderPool
 from router.settings import Settings
@@ -48,7 +49,8 @@ class RouterState:
         self.identity = Identity(self.database, self.counters, refresh_interval=settings.keys_refresh_interval,
                                  max_staleness=settings.keys_max_staleness)
         self.limits = Limits(self.counters, settings)
-        self.ledger = Ledger(self.database, settings)
+        self.audit = AuditTrail(self.database, self.counters, settings)
+        self.ledger = Ledger(self.database, settings, self.audit.appender)
         self.reloads = 0
         self.last_reload_error: str | None = None
         """Why the last reload was refused (file:line: reason per problem); None once a reload succeeds."""
@@ -60,6 +62,7 @@ class RouterState:
         await warm_up(self.snapshot)
         await self.database.run(self.database.connect)
         await self.ledger.start()
+        await self.audit.start()
         await self.identity.start()
         await self.limits.start()
 
@@ -107,7 +110,8 @@ class RouterState:
                                  f"{self.snapshot.version} keeps serving: {reasons}"}
 
     def health(self) -> dict[str, str]:
-        return {**self._reload_health(), **self.ledger.health(), **self.limits.health(), **self.identity.health()}
+        return {**self._reload_health(), **self.ledger.health(), **self.audit.health(), **self.limits.health(),
+                **self.identity.health()}
 
     async def close(self) -> None:
         """Graceful shutdown: stop taking work, drain records, then close connections."""
@@ -116,6 +120,7 @@ class RouterState:
             await self.identity.close()
         finally:
             await self.ledger.close()
+            await self.audit.close()
             await self.pool.close()
             await self.counters.close()
             await asyncio.to_thread(self.database.close)

@@ -1,16 +1,17 @@
 """``GET /admin/audit``: policy decisions from the audit trail, newest first; ``/admin/audit/verify`` checks
-the hash chain."""
+the hash chain; ``POST /admin/audit/acknowledge`` records that an operator has investigated a chain break."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
 
 from router.api.admin_auth import require_admin
 from router.commands.audit import filter_from, with_time
-from router.errors import InvalidRequest
-from router.ledger import audit_chain
+from router.errors import InvalidRequest, NotFound
+from router.ledger import audit_chain, audit_verify
 from router.ledger.timerange import TimeRangeError
 from router.state import RouterState
 
@@ -33,5 +34,20 @@ async def list_audit(since: str | None = Query(None, alias="from"), until: str |
 
 @api.get("/audit/verify", summary="Walk the audit hash chain")
 async def verify_audit(state: RouterState = Depends(require_admin)) -> Any:
-    result = await state.database.run(audit_chain.verify, state.database)
-    return {"ok": result.ok, "checked": result.checked, "problem": result.problem, "seq": result.seq}
+    result = await state.database.run(audit_verify.verify, state.database, state.audit.keys)
+    return {"ok": result.ok, "status": result.status, "checked": result.checked, "problem": result.problem,
+            "seq": result.seq, "notes": list(result.notes)}
+
+
+class Acknowledgement(BaseModel):
+    seq: int = Field(description="The seq of the chain_break event investigated")
+    note: str = Field(min_length=1, max_length=500, description="Who looked, what was found")
+
+
+@api.post("/audit/acknowledge", summary="Acknowledge a recorded chain break (it stays in the chain, marked)")
+async def acknowledge_break(body: Acknowledgement, state: RouterState = Depends(require_admin)) -> Any:
+    seq = await state.database.run(audit_chain.acknowledge, state.database, state.audit.key, body.seq, body.note)
+    if seq is None:
+        raise NotFound(f"no chain break is recorded at seq {body.seq}")
+    await state.audit.publish()
+    return {"acknowledged": body.seq, "seq": seq}

@@ -1,7 +1,9 @@
 """``agent-router audit verify|list``: check the audit trail's hash chain, and query it, from the database.
 
 Works against ``--database-url`` (default ``$AGENT_ROUTER_DATABASE_URL``, else ``sqlite:///agent-router.db``).
-``verify`` exits 0 when the chain is intact, 1 naming the first missing or altered row otherwise.
+``verify`` exits 0 when the chain is intact, 1 naming the first missing or altered row (or a head, break or
+anchor that shows a cut) otherwise, and 3 when it could not check everything: HMAC-keyed rows without their key
+(``$AGENT_ROUTER_AUDIT_KEY`` or ``--key-file``), or an anchor that cannot be read.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from router.commands.records_db import existing_database
-from router.ledger import audit_chain, render
+from router.ledger import audit_chain, audit_verify, render
+from router.ledger.audit_anchor import Anchor, AnchorError, read_source
+from router.ledger.audit_key import AuditKey
 from router.ledger.schema import migrate
 from router.ledger.timerange import TimeRangeError, iso, parse_bound
+from router.settings import Settings, load_settings
 from router.store.database import DatabaseUnavailable
 
 Handler = Callable[[argparse.Namespace], int]
@@ -25,7 +30,12 @@ LIST_COLUMNS = ["seq", "time", "request_id", "agent", "role", "model", "tool", "
 def register(subparsers: Any) -> dict[str, Handler]:
     parser = subparsers.add_parser("audit", help="verify and query the audit trail")
     actions = parser.add_subparsers(dest="audit_action", required=True)
-    verify = actions.add_parser("verify", help="walk the hash chain; exit 1 at the first broken row")
+    verify = actions.add_parser("verify", help="walk the hash chain; exit 1 at the first broken row, 3 when "
+                                "part of it could not be checked")
+    verify.add_argument("--key-file", help="file holding the audit key (default: $AGENT_ROUTER_AUDIT_KEY)")
+    verify.add_argument("--anchor", action="append", default=[], metavar="FILE|redis://...",
+                        help="check the chain still holds the published head(s): an anchor file, or the Redis "
+                             "key <$AGENT_ROUTER_REDIS_PREFIX>audit:anchor (repeatable)")
     listing = actions.add_parser("list", help="policy decisions, newest first")
     listing.add_argument("--from", dest="since", help="start (inclusive): 2026-11-01, 2026-11-01T12:00:00Z, epoch")
     listing.add_argument("--to", dest="until", help="end (exclusive; a date alone includes that whole day)")
@@ -58,11 +68,18 @@ def run(args: argparse.Namespace) -> int:
     except TimeRangeError as exc:
         print(f"agent-router audit: {exc}", file=sys.stderr)
         return 2
+    settings = load_settings()
+    if where is None:
+        try:
+            keys, anchors = _keys(args, settings), _anchors(args, settings)
+        except (OSError, ValueError, AnchorError) as exc:
+            print(f"agent-router audit verify: {exc}", file=sys.stderr)
+            return 3
     database = existing_database(args.database_url)
     try:
         migrate(database)
         if where is None:
-            result = audit_chain.verify(database)
+            result = audit_verify.verify(database, keys, anchors)
         else:
             rows = with_time(audit_chain.list_events(database, where))
     except DatabaseUnavailable as exc:
@@ -71,11 +88,31 @@ def run(args: argparse.Namespace) -> int:
     finally:
         database.close()
     if where is None:
-        if result.ok:
-            print(f"audit chain intact: {result.checked} events verified")
-            return 0
-        print(f"audit chain BROKEN after {result.checked} good events: {result.problem}", file=sys.stderr)
-        return 1
+        return _report(result)
     text = render.json_text(rows) if args.format == "json" else render.table(rows, LIST_COLUMNS)
     sys.stdout.write(text)
     return 0
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> list[AuditKey]:
+    if args.key_file:
+        with open(args.key_file, "rb") as file:
+            return [AuditKey(file.read().strip())]
+    return [AuditKey(settings.audit_key.get_secret_value())] if settings.audit_key is not None else []
+
+
+def _anchors(args: argparse.Namespace, settings: Settings) -> list[Anchor]:
+    return [anchor for source in args.anchor for anchor in read_source(source, settings.redis_prefix)]
+
+
+def _report(result: audit_verify.Verification) -> int:
+    for note in result.notes:
+        print(f"  {note}")
+    if result.ok:
+        print(f"audit chain intact: {result.checked} events verified")
+        return 0
+    if result.unverifiable:
+        print(f"audit chain NOT VERIFIED ({result.checked} events walked): {result.problem}", file=sys.stderr)
+        return 3
+    print(f"audit chain BROKEN after {result.checked} good events: {result.problem}", file=sys.stderr)
+    return 1

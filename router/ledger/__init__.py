@@ -7,8 +7,10 @@
 
 Modules: ``records`` (what a row holds), ``cost`` (USD from usage and prices), ``estimate`` (tokens when the
 provider reported none), ``schema`` (versioned tables), ``writer`` (batching, retry), ``audit_chain`` (hash chain,
-verify, list), ``storable`` (values every backend accepts), ``refusals`` (unauthenticated refusals counted per
-minute), ``reports`` (finance reports), ``timerange`` and ``render`` (CLI/admin input and output).
+append, list), ``audit_key`` (HMAC), ``audit_verify``, ``audit_anchor`` (the head outside the database),
+``audit_trail`` (the running router's alarm and anchor publisher), ``storable`` (values every backend accepts),
+``refusals`` (unauthenticated refusals counted per minute), ``reports`` (finance reports), ``timerange`` and
+``render`` (CLI/admin input and output).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import time
 
 from router.context import RequestContext
+from router.ledger.audit_chain import ChainAppender
 from router.ledger.records import EndedRequest
 from router.ledger.refusals import is_unauthenticated
 from router.ledger.writer import LedgerWriter
@@ -24,9 +27,9 @@ from router.store.database import Database
 
 
 class Ledger:
-    def __init__(self, database: Database, settings: Settings) -> None:
+    def __init__(self, database: Database, settings: Settings, audit: ChainAppender) -> None:
         self.writer = LedgerWriter(database, settings.ledger_flush_interval, settings.ledger_batch_size,
-                                   settings.ledger_max_pending, settings.ledger_drain_timeout)
+                                   settings.ledger_max_pending, settings.ledger_drain_timeout, audit)
 
     async def start(self) -> None:
         await self.writer.start()

@@ -2,9 +2,12 @@
 
 Row ``seq`` (1, 2, 3... without gaps) stores ``prev_hash`` (the hash of row ``seq - 1``; 64 zeros for the first)
 and ``hash = sha256(prev_hash + canonical(row))``, the canonical form being the compact JSON array of the row's
-:data:`FIELDS` values in that order (computed in the writer's thread, a batch at a time). ``audit_head`` keeps
-the last sequence number and hash, written in the same transaction, so a deleted tail is detected too. Appends
-take a lock (PostgreSQL advisory lock; SQLite's write lock) so several replicas keep one linear chain.
+:data:`FIELDS` values in that order (computed in the writer's thread, a batch at a time). With an audit key the
+hash is ``HMAC-SHA256(key, prev_hash + canonical(row))`` and the row's ``key_id`` names the key (see
+``audit_key``). ``audit_head`` keeps the last sequence number and hash, written in the same transaction, so a
+deleted tail is detected too; a head that disagrees with the table is recorded as a break, never re-derived.
+Appends take a lock (PostgreSQL advisory lock; SQLite's write lock) so several replicas keep one linear chain.
+Verification lives in ``audit_verify``; publishing the head outside the database in ``audit_anchor``.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
 import orjson
 
+from router.ledger.audit_key import AuditKey
 from router.ledger.bulk import insert_rows
 from router.ledger.storable import TextValues, storable, storable_texts, strict
 from router.store.database import Database
@@ -32,11 +37,10 @@ _EVENT_SIZE = len(_TEXT_FIELDS) + 1
 """Keys of an event with every text field and ``ts``, and nothing else."""
 _KNOWN = frozenset(FIELDS)
 _PLAIN = frozenset((str, type(None)))
-_COLUMNS = (*FIELDS, "prev_hash", "hash")
+_COLUMNS = (*FIELDS, "key_id", "prev_hash", "hash")
 _YIELD_EVERY = 64
 """Events chained between voluntary releases of the interpreter lock (see router.ledger.writer.YIELD_EVERY)."""
 _ADVISORY_LOCK = 727_301
-_PAGE = 5000
 _CANONICAL = orjson.dumps
 
 
@@ -58,10 +62,12 @@ def _chained(prev_hash: str, values: tuple[Any, ...]) -> str:
     return hashlib.sha256(prev_hash.encode() + canonical(values)).hexdigest()
 
 
-def _hash_of_stored(prev_hash: str, row: dict[str, Any]) -> str | None:
-    """The hash a stored row should have; None when a value of an impossible type was written into it."""
+def hash_of_stored(prev_hash: str, row: dict[str, Any], key: AuditKey | None) -> str | None:
+    """The hash a stored row should have (an HMAC with ``key``); None when a value of an impossible type was
+    written into it."""
     try:
-        return row_hash(prev_hash, {**row, "ts": float(row["ts"])})
+        values = tuple(float(row["ts"]) if name == "ts" else row.get(name) for name in FIELDS)
+        return _chained(prev_hash, values) if key is None else key.seal(prev_hash, canonical(values))
     except (TypeError, ValueError):
         return None
 
@@ -121,71 +127,134 @@ def _extra(others: dict[str, Any]) -> str:
         return json.dumps(others, separators=(",", ":"), default=str)
 
 
-def append(database: Database, cursor: Any, events: list[dict[str, Any]], strictly: bool = False) -> None:
-    """Chain ``events`` after the current head, inside the caller's transaction (``strictly``: every text in
-    its strict form, for events the database refused as they were). Hashes are computed here, from the head
-    the transaction reads, so a rolled-back attempt leaves nothing a later one could chain from."""
+BREAK_ACTION = "chain_break"
+ACK_ACTION = "break_acknowledged"
+AUDIT_STAGE = "audit"
+"""The stage of the events the chain writes about itself: a break found, a break acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    """A head that disagreed with the table, found by an append and recorded as the event at ``seq``."""
+
+    seq: int
+    reason: str
+
+
+def head_problem(head: tuple[int, str] | None, last: tuple[int, str] | None) -> str | None:
+    """Why the head row (seq, hash) and the table's last row disagree; None when they agree (or both are absent)."""
+    if head is None and last is None:
+        return None
+    if head is None:
+        assert last is not None
+        return (f"the chain head is missing while the table ends at seq {last[0]} (rows deleted together with the "
+                "head?)")
+    if last is None:
+        return f"the table is empty while the chain head says the last row is seq {head[0]} (every row deleted?)"
+    if head[0] != last[0]:
+        return f"the chain head says the last row is seq {head[0]}, the table ends at seq {last[0]}"
+    if head[1] != last[1]:
+        return f"the chain head's hash is not the hash of the last row, seq {last[0]} (that row was replaced?)"
+    return None
+
+
+def append(database: Database, cursor: Any, events: list[dict[str, Any]], key: AuditKey | None = None,
+           strictly: bool = False) -> ChainBreak | None:
+    """Chain ``events`` after the last row, inside the caller's transaction; sealed with ``key`` when given
+    (``strictly``: every text in its strict form, for events the database refused as they were).
+
+    Hashes are computed here, from the last row the transaction reads, so a rolled-back attempt leaves nothing a
+    later one could chain from.
+
+    A head that disagrees with the table is never re-derived in silence: a ``chain_break`` event is chained
+    first, naming what the head and the table said, and the head's ``open_break`` is set, so the cut stays
+    visible to ``verify`` and ``/readyz`` until an operator acknowledges it. The events still chain on top of
+    the last row: none is lost. Returns the break recorded, if any.
+    """
     if not events:
-        return
+        return None
     if database.dialect == "postgres":
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK,))
     cursor.execute("SELECT seq, hash FROM audit_head WHERE id = 1")
-    head = cursor.fetchone()
-    if head is None:
-        cursor.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-        head = cursor.fetchone()
-    seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
+    found = cursor.fetchone()
+    head = (int(found[0]), str(found[1])) if found else None
+    cursor.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+    found = cursor.fetchone()
+    last = (int(found[0]), str(found[1])) if found else None
+    seq, prev = last or (0, GENESIS)
+    problem = head_problem(head, last)
+    cut = None
+    if problem is not None:
+        cut = ChainBreak(seq + 1, problem)
+        events = [_break_event(problem, head, last), *events]
     rows = []
     sha256, dumps = hashlib.sha256, _CANONICAL
+    key_id = key.key_id if key is not None else None
     for i, event in enumerate(events):
         seq += 1
         values = _stored(seq, event, strictly)
-        digest = sha256(prev.encode() + dumps(values)).hexdigest()  # _chained(prev, values), inlined
-        rows.append((*values, prev, digest))
+        data = dumps(values)
+        digest = sha256(prev.encode() + data).hexdigest() if key is None else key.seal(prev, data)  # inlined
+        rows.append((*values, key_id, prev, digest))
         prev = digest
         if i % _YIELD_EVERY == _YIELD_EVERY - 1:
             time.sleep(0)  # a long batch must not keep the interpreter lock from the event loop
     insert_rows(database, cursor, "audit_events", _COLUMNS, rows)
-    cursor.execute(database.sql("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"), (seq, prev))
+    _move_head(database, cursor, seq, prev, cut)
+    return cut
+
+
+def _move_head(database: Database, cursor: Any, seq: int, digest: str, cut: ChainBreak | None) -> None:
+    if cut is None:
+        cursor.execute(database.sql("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"), (seq, digest))
+    else:
+        cursor.execute(database.sql("UPDATE audit_head SET seq = ?, hash = ?, open_break = ? WHERE id = 1"),
+                       (seq, digest, cut.seq))
     if cursor.rowcount == 0:
-        cursor.execute(database.sql("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)"), (seq, prev))
+        cursor.execute(database.sql("INSERT INTO audit_head (id, seq, hash, open_break) VALUES (1, ?, ?, ?)"),
+                       (seq, digest, cut.seq if cut else None))
 
 
-@dataclass(frozen=True, slots=True)
-class Verification:
-    ok: bool
-    checked: int
-    problem: str | None = None
-    seq: int | None = None
-    """The first row found missing, altered or out of chain."""
+def _break_event(problem: str, head: tuple[int, str] | None, last: tuple[int, str] | None) -> dict[str, Any]:
+    return {"ts": time.time(), "stage": AUDIT_STAGE, "action": BREAK_ACTION, "rule": "head-check",
+            "reason": problem, "head_seq": head[0] if head else None, "head_hash": head[1] if head else None,
+            "last_seq": last[0] if last else None, "last_hash": last[1] if last else None}
 
 
-def verify(database: Database) -> Verification:
-    """Walk the whole chain in order; stop at the first missing, altered or re-chained row."""
-    expected_seq, prev, checked = 1, GENESIS, 0
-    columns = ", ".join((*FIELDS, "prev_hash", "hash"))
-    while True:
-        rows = database.fetchall(f"SELECT {columns} FROM audit_events WHERE seq >= ? ORDER BY seq LIMIT {_PAGE}",
-                                 (expected_seq,))
-        for row in rows:
-            seq = int(row["seq"])
-            if seq != expected_seq:
-                span = f"rows {expected_seq}..{seq - 1} are" if seq - 1 > expected_seq else f"row {expected_seq} is"
-                return Verification(False, checked, f"seq {expected_seq}: missing ({span} absent)", expected_seq)
-            if row["prev_hash"] != prev:
-                return Verification(False, checked, f"seq {seq}: its prev_hash does not match the hash of row "
-                                    f"{seq - 1} (row {seq - 1} was altered or replaced)", seq - 1)
-            if _hash_of_stored(prev, row) != row["hash"]:
-                return Verification(False, checked, f"seq {seq}: altered (its contents no longer match its hash)",
-                                    seq)
-            prev, expected_seq, checked = row["hash"], seq + 1, checked + 1
-        if len(rows) < _PAGE:
-            break
-    head = database.fetchone("SELECT seq, hash FROM audit_head WHERE id = 1")
-    if head is not None and (int(head["seq"]) != expected_seq - 1 or head["hash"] != prev):
-        return Verification(False, checked, f"seq {expected_seq}: missing (the chain head says the last row is "
-                            f"seq {head['seq']}, the table ends at seq {expected_seq - 1})", expected_seq)
-    return Verification(True, checked)
+def acknowledge(database: Database, key: AuditKey | None, break_seq: int, note: str) -> int | None:
+    """Chain an operator's acknowledgement of the break recorded at ``break_seq`` and lower the head's flag.
+
+    Returns the acknowledgement's seq; None when no break is recorded at ``break_seq``. The break itself stays
+    in the chain (``verify`` keeps naming it, as acknowledged).
+    """
+    with database.transaction() as cursor:
+        cursor.execute(database.sql("SELECT action, stage FROM audit_events WHERE seq = ?"), (break_seq,))
+        row = cursor.fetchone()
+        if row is None or (row[0], row[1]) != (BREAK_ACTION, AUDIT_STAGE):
+            return None
+        append(database, cursor, [{"ts": time.time(), "stage": AUDIT_STAGE, "action": ACK_ACTION,
+                                   "rule": "operator", "reason": note, "break_seq": break_seq}], key)
+        cursor.execute(database.sql("UPDATE audit_head SET open_break = NULL WHERE id = 1 AND open_break <= ?"),
+                       (break_seq,))
+        cursor.execute("SELECT seq FROM audit_head WHERE id = 1")
+        return int(cursor.fetchone()[0])
+
+
+class ChainAppender:
+    """What the ledger writer appends with: the router's key (or none), and whom to tell of a break it finds."""
+
+    def __init__(self, key: AuditKey | None = None, on_break: Callable[[ChainBreak], None] | None = None) -> None:
+        self.key = key
+        self.on_break = on_break
+
+    def append(self, database: Database, cursor: Any, events: list[dict[str, Any]], strictly: bool = False) -> None:
+        cut = append(database, cursor, events, self.key, strictly)
+        if cut is not None and self.on_break is not None:
+            self.on_break(cut)
+
+
+PLAIN = ChainAppender()
+"""Unkeyed, and a break is only recorded in the chain (the router's own appender also raises the alarm)."""
 
 
 @dataclass(frozen=True, slots=True)

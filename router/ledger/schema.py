@@ -73,6 +73,12 @@ AUDIT_STEPS: list[str] = [
         hash TEXT NOT NULL
     )
     """,
+    # HMAC chains: the key id a row's hash was sealed with (NULL: plain sha256); the head's flag of a recorded,
+    # not yet acknowledged break.
+    """
+    ALTER TABLE audit_events ADD COLUMN key_id TEXT;
+    ALTER TABLE audit_head ADD COLUMN open_break BIGINT
+    """,
 ]
 
 def migrate(database: Database) -> None:

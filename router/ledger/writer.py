@@ -54,7 +54,8 @@ Pending = EndedRequest | FinishedRequest
 storable_row = row_sanitiser(TEXT_POSITIONS)
 
 
-def write_batch(database: Database, batch: list[FinishedRequest], strictly: bool = False) -> None:
+def write_batch(database: Database, batch: list[FinishedRequest], strictly: bool = False,
+                audit: audit_chain.ChainAppender = audit_chain.PLAIN) -> None:
     """One transaction: every usage row of the batch, then its audit events appended to the chain.
 
     Every text is made storable (``strictly``: every value in its strict form) as it is written, so a retry
@@ -67,7 +68,7 @@ def write_batch(database: Database, batch: list[FinishedRequest], strictly: bool
     with database.transaction() as cursor:
         if rows:
             insert_rows(database, cursor, "usage_records", COLUMNS, rows)
-        audit_chain.append(database, cursor, events, strictly)
+        audit.append(database, cursor, events, strictly)
 
 
 class _RolledBack(Exception):
@@ -130,12 +131,13 @@ def resolve_estimate(item: FinishedRequest) -> None:
 
 class LedgerWriter:
     def __init__(self, database: Database, flush_interval: float, batch_size: int, max_pending: int,
-                 drain_timeout: float) -> None:
+                 drain_timeout: float, audit: audit_chain.ChainAppender = audit_chain.PLAIN) -> None:
         self.database = database
         self.flush_interval = flush_interval
         self.batch_size = max(1, batch_size)
         self.max_pending = max(1, max_pending)
         self.drain_timeout = drain_timeout
+        self.audit = audit
         self.dropped = 0
         self.unwritable = 0
         """Requests whose records the database refused even in their strict form (each logged at ERROR)."""
@@ -250,7 +252,7 @@ class LedgerWriter:
         if not self._migrated:
             migrate(self.database)
             self._migrated = True
-        write_batch(self.database, built)
+        write_batch(self.database, built, False, self.audit)
 
     async def _write(self, batch: list[Pending]) -> None:
         """Write ``batch``; on failure (raised) ``batch`` holds the requests still to write, in order."""
@@ -281,7 +283,7 @@ class LedgerWriter:
         middle = len(refused) // 2
         for half in (refused[:middle], refused[middle:]):
             try:
-                await self.database.run(write_batch, self.database, half)
+                await self.database.run(write_batch, self.database, half, False, self.audit)
             except DatabaseUnavailable:
                 raise
             except Exception:
@@ -291,7 +293,7 @@ class LedgerWriter:
 
     async def _write_strictly(self, item: FinishedRequest) -> None:
         try:
-            await self.database.run(write_batch, self.database, [item], True)
+            await self.database.run(write_batch, self.database, [item], True, self.audit)
         except DatabaseUnavailable:
             raise
         except Exception as exc:
