@@ -115,7 +115,7 @@ def _offered_tools(body: dict[str, Any]) -> list[str]:
 def _answer(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
     text = _last_user_text(body)
     if body.get("tool_choice") != "none":
-        calls = []
+        calls: list[dict[str, Any]] = []
         for name in _offered_tools(body):
             at = text.find(name)
             if at >= 0:

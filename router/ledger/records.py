@@ -61,7 +61,7 @@ class UsageRecord:
     """The client address, on aggregated unauthenticated refusals only."""
 
     def row(self) -> Row:
-        return _row_of(self)  # type: ignore[no-any-return]
+        return _row_of(self)
 
 
 Row = tuple[Any, ...]
@@ -189,6 +189,7 @@ def from_context(ctx: RequestContext, status: str, now: float | None = None,
         latency_ms = (time.perf_counter() - ctx.started) * 1000
     attempts = ctx.attempts
     served = attempts[-1] if attempts else None
+    http_status: int | None
     if status == "ok":
         final_status, http_status, error = "ok", 200, None
     else:

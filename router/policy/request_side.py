@@ -197,7 +197,9 @@ def _allowed_tools_choice(review: _Review, section: dict[str, Any], choice: dict
                           kept: list[Any] | None) -> None:
     """``{"type": "allowed_tools", "allowed_tools": {"mode", "tools": [...]}}``: narrow its list too."""
     spec = choice.get("allowed_tools")
-    tools = spec.get("tools") if isinstance(spec, dict) else None
+    if not isinstance(spec, dict):
+        return
+    tools = spec.get("tools")
     if not isinstance(tools, list):
         return
     narrowed = [t for t in tools if review.check(_tool_name(t), None, "request", "tool_choice.allowed_tools")]

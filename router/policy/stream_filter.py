@@ -146,8 +146,9 @@ class StreamFilter:
                     and (b'"finish_reason":"' in payload or b'"finish_reason": "' in payload))
 
     def _choice(self, choice: dict[str, Any], before: list[bytes]) -> tuple[dict[str, Any] | None, bool]:
-        index = choice.get("index") if isinstance(choice.get("index"), int) else 0
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        given_index, given_delta = choice.get("index"), choice.get("delta")
+        index: int = given_index if isinstance(given_index, int) else 0
+        delta: dict[str, Any] = given_delta if isinstance(given_delta, dict) else {}
         if delta.get("content"):
             self.had_text.add(index)
         emitted: list[Emitted] = []
