@@ -89,8 +89,7 @@ class OpenAICompatibleProvider:
                                     timeout=_whole(call.timeout, self.spec.connect_timeout),
                                     allow_redirects=False) as resp:
                 if resp.status != 200:
-                    raise classify(resp.status, await read_body(resp, ERROR_BODY_LIMIT, self.name), resp.headers,
-                                   self.name)
+                    raise classify(resp.status, await _error_body(resp, self.name), resp.headers, self.name)
                 raw = await read_body(resp, self.spec.max_response_bytes, self.name)
         except ProviderError:
             raise
@@ -118,8 +117,7 @@ class OpenAICompatibleProvider:
                                       timeout=_streamed(call.timeout, self.spec.connect_timeout),
                                       allow_redirects=False)
             if resp.status != 200:
-                raise classify(resp.status, await read_body(resp, ERROR_BODY_LIMIT, self.name), resp.headers,
-                               self.name)
+                raise classify(resp.status, await _error_body(resp, self.name), resp.headers, self.name)
             if resp.headers.get("content-type", "").startswith("application/json"):
                 raise json_in_place_of_stream(await read_body(resp, self.spec.max_response_bytes, self.name),
                                               self.name)
@@ -232,8 +230,17 @@ def transport_error(where: str, exc: BaseException, timed_out: str) -> ProviderE
         reason = exc.os_error.strerror or type(exc.os_error).__name__
         return UpstreamConnectionError(f"{where}: cannot connect: {reason}")
     if isinstance(exc, aiohttp.ClientResponseError):  # aiohttp's parser refused the answer
-        return UpstreamServerError(f"{where}: not a valid HTTP response ({exc.message})")
+        reason = str(exc.message).split("\n", 1)[0][:120]  # never echo the upstream's bytes at length
+        return UpstreamServerError(f"{where}: not a valid HTTP response ({reason})")
     return UpstreamConnectionLost(f"{where}: the connection broke ({type(exc).__name__})")
+
+
+async def _error_body(resp: aiohttp.ClientResponse, where: str) -> bytes:
+    """An error answer's body for its message; one too large or undecodable still leaves its status to classify."""
+    try:
+        return await read_body(resp, ERROR_BODY_LIMIT, where)
+    except UpstreamServerError:
+        return b""
 
 
 def _end(resp: aiohttp.ClientResponse, done: bool) -> None:

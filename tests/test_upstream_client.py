@@ -28,6 +28,7 @@ from router.errors import (
     ProviderError,
     UpstreamConnectionError,
     UpstreamConnectionLost,
+    UpstreamRateLimited,
     UpstreamServerError,
     UpstreamTimeout,
 )
@@ -295,6 +296,17 @@ def test_a_body_over_the_limit_is_refused(run):
             assert announced.value.status == counted.value.status == 502
             assert counted.value.code == "upstream_response_too_large"
             await adapter.close()
+
+    run(scenario())
+
+
+def test_an_error_answer_too_large_to_read_keeps_its_status(run):
+    async def scenario() -> None:
+        reply = answer(b"e" * (2 * MiB), b"retry-after: 3", status=b"429 Too Many Requests")
+        async with RawUpstream(replying(reply)) as server:
+            with pytest.raises(UpstreamRateLimited) as caught:
+                await provider(server).complete(call())
+            assert caught.value.retry_after == 3
 
     run(scenario())
 
