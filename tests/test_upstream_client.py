@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import uvloop
 
-from providers import openai_compatible
+from providers import openai_compatible, upstream_session
 from providers.base import ChatCall, LastBatch
 from providers.openai_compatible import OpenAICompatibleProvider
 from providers.upstream_session import proxy_for
@@ -139,6 +139,54 @@ def test_a_pool_bound_queues_the_extra_requests(run):
             answers = await asyncio.gather(*[adapter.complete(call()) for _ in range(6)])
             assert all(a.raw == COMPLETION for a in answers)
             assert server.most_open <= 2 and server.accepted == 2
+            await adapter.close()
+
+    run(scenario())
+
+
+def test_idle_connections_are_closed_after_the_keepalive(run, monkeypatch):
+    monkeypatch.setattr(upstream_session, "KEEPALIVE_SECONDS", 0.2)
+
+    async def scenario() -> None:
+        async with RawUpstream(replying(answer(COMPLETION))) as server:
+            adapter = provider(server)
+            await adapter.complete(call())
+            assert await wait_for(lambda: server.closed == 1)
+            await adapter.complete(call())
+            assert server.accepted == 2
+            await adapter.close()
+
+    run(scenario())
+
+
+def test_a_stream_left_early_and_a_cancelled_call_never_hand_their_connection_on(run):
+    """Their connections are mid-answer: a later request must get a connection of its own (written on one of
+    those, it would wait for an answer that never comes)."""
+
+    async def handler(writer: asyncio.StreamWriter, request: bytes, number: int) -> bool:
+        if b'"stream"' in request:
+            writer.write(SSE_HEAD + chunked(b'data: {"choices":[]}\n\n')[:-5])
+            await writer.drain()
+        if b'"stream"' in request or b'"hang"' in request:
+            await asyncio.sleep(10)  # the rest never comes while the test runs
+            return False
+        writer.write(answer(COMPLETION))
+        return True
+
+    async def scenario() -> None:
+        async with RawUpstream(handler) as server:
+            adapter = provider(server)
+            stream = adapter.stream_batches(call({"stream": True}))
+            assert await anext(stream) == [b'{"choices":[]}']
+            await stream.aclose()  # the client went away
+            assert (await adapter.complete(call(timeout=2))).raw == COMPLETION
+            task = asyncio.ensure_future(adapter.complete(call({"m": "hang"})))
+            assert await wait_for(lambda: len(server.requests) == 3)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert (await adapter.complete(call(timeout=2))).raw == COMPLETION
+            assert server.accepted == 3  # the stream; the first plain call, reused by the hang; the last call
             await adapter.close()
 
     run(scenario())
