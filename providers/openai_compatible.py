@@ -14,7 +14,6 @@ not a JSON object, a stream that ends before any event.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator
 from functools import lru_cache
@@ -37,8 +36,6 @@ from router.errors import (
     UpstreamServerError,
     UpstreamTimeout,
 )
-
-log = logging.getLogger("agent_router.providers.openai")
 
 _DONE = b"[DONE]"
 ERROR_BODY_LIMIT = 1024 * 1024
