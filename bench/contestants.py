@@ -18,8 +18,9 @@ AGENT_KEYS = ["bench-key-coder-1", "bench-key-coder-2", "bench-key-coder-3"]
 
 DIRECT, PASSTHROUGH, ROUTER, LITELLM = "upstream", "passthrough", "agent-router", "litellm"
 OWN_PASSTHROUGH = "passthrough-own"
-"""The pass-through rebuilt on the router's own hot-path parts (plain ASGI + providers.http1): the floor for a
-hop on exactly the router's stack, shown beside the reference floor (Starlette + aiohttp) the targets use."""
+"""The pass-through rebuilt on the router's own hot-path parts (plain ASGI + the providers' aiohttp session): the
+floor for a hop on exactly the router's stack, shown beside the reference floor (Starlette + aiohttp) the targets
+use."""
 
 
 @dataclass(frozen=True)

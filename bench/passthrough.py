@@ -2,9 +2,10 @@
 
 ``--stack starlette`` (the issue's reference floor): Starlette + uvicorn (uvloop, httptools) + one pooled
 keep-alive aiohttp session. ``--stack own``: the router's own hot-path parts, a plain ASGI callable on the same
-uvicorn and the router's HTTP/1.1 pool (:mod:`providers.http1`). Both parse the body once with orjson (to see
-``stream``), forward the raw bytes, and relay the answer's bytes as they arrive. No auth, policy, routing or
-accounting. Run: ``python -m bench.passthrough --port 9001 --upstream http://127.0.0.1:9000/v1 [--stack own]``.
+uvicorn and the providers' tuned aiohttp session (:mod:`providers.upstream_session`). Both parse the body once
+with orjson (to see ``stream``), forward the raw bytes, and relay the answer's bytes as they arrive. No auth,
+policy, routing or accounting.
+Run: ``python -m bench.passthrough --port 9001 --upstream http://127.0.0.1:9000/v1 [--stack own]``.
 """
 
 from __future__ import annotations
@@ -61,20 +62,24 @@ def build_app(upstream: str) -> Starlette:
 
 
 def build_own_app(upstream: str) -> Any:
-    """The same pass-through on the router's own parts: plain ASGI and :class:`providers.http1.HTTP1Pool`."""
-    from providers.http1 import HTTP1Pool
+    """The same pass-through on the router's own parts: plain ASGI and the providers' aiohttp session
+    (:class:`providers.upstream_session.UpstreamSession`, with its body bound)."""
+    from providers.bounded_body import read_body
+    from providers.upstream_session import UpstreamSession
+    from router.config.schema import ProviderSpec
 
     url = upstream.rstrip("/") + "/chat/completions"
-    pool = HTTP1Pool(url, max_connections=256)
-    head = pool.prepare("POST", url, {"content-type": "application/json",
-                                      "authorization": "Bearer sk-bench-upstream"})
+    spec = ProviderSpec(type="openai", base_url=upstream, max_connections=256)
+    session = UpstreamSession(spec, url, {"content-type": "application/json",
+                                          "authorization": "Bearer sk-bench-upstream"})
     json_type = [(b"content-type", b"application/json")]
+    timeout = aiohttp.ClientTimeout(total=30)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
             while (message := await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
-            await pool.close()
+            await session.close()
             await send({"type": "lifespan.shutdown.complete"})
             return
         if scope["path"] == "/readyz":
@@ -88,20 +93,19 @@ def build_own_app(upstream: str) -> Any:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
+        client = session.get()
         if not orjson.loads(body).get("stream"):
-            answer = await pool.complete(head, body, timeout=30)
-            await send({"type": "http.response.start", "status": answer.status,
-                        "headers": [*json_type, (b"content-length", str(len(answer.body)).encode())]})
-            await send({"type": "http.response.body", "body": answer.body})
+            async with client.post(url, data=body, timeout=timeout, allow_redirects=False) as resp:
+                answer = await read_body(resp, spec.max_response_bytes, "upstream")
+            await send({"type": "http.response.start", "status": resp.status,
+                        "headers": [*json_type, (b"content-length", str(len(answer)).encode())]})
+            await send({"type": "http.response.body", "body": answer})
             return
-        streamed = await pool.stream(head, body, read_timeout=30)
-        try:
-            await send({"type": "http.response.start", "status": streamed.status,
+        async with client.post(url, data=body, timeout=timeout, allow_redirects=False) as resp:
+            await send({"type": "http.response.start", "status": resp.status,
                         "headers": [(b"content-type", b"text/event-stream")]})
-            async for piece in streamed:
+            async for piece in resp.content.iter_any():
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
-        finally:
-            streamed.close()
         await send({"type": "http.response.body", "body": b""})
 
     return app

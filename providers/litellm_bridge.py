@@ -179,19 +179,34 @@ class LiteLLMProvider:
                 async with asyncio.timeout(call.timeout + _TIMEOUT_GRACE):
                     upstream = await litellm.acompletion(**self._kwargs(call, stream=True))
                 chunks = upstream.__aiter__()
+                held: list[bytes] | None = []  # chunks without content, until the first one with some
                 while True:
                     try:
                         async with asyncio.timeout(call.timeout + _TIMEOUT_GRACE):
                             chunk = await chunks.__anext__()
                     except StopAsyncIteration:
                         break
-                    payload = shaper.feed(chunk.model_dump(warnings=False))
-                    if payload is not None:
-                        yield payload
+                    data = chunk.model_dump(warnings=False)
+                    payload = shaper.feed(data)
+                    if payload is None:
+                        continue
+                    if held is not None:
+                        held.append(payload)
+                        if not _carries_content(data):
+                            continue
+                        for earlier in held:
+                            yield earlier
+                        held = None
+                        continue
+                    yield payload
             except ProviderError:
                 raise
             except Exception as exc:
                 raise self._error(exc) from None
+            if held is not None:
+                # litellm answers garbage it could not read with a bare "stop" chunk: a fault, so that the
+                # executor falls back (nothing has reached the client yet).
+                raise UpstreamServerError(f"{self.name} sent a stream without a single readable event")
             tail = shaper.finish()
             if tail is not None:
                 yield tail
@@ -201,6 +216,18 @@ class LiteLLMProvider:
     async def close(self) -> None:
         """Nothing to release: litellm pools its HTTP clients per event loop, shared by every provider."""
         return None
+
+
+def _carries_content(chunk: dict[str, Any]) -> bool:
+    """A chunk with something the model said (a role, text, a tool call) or usage, not a bare finish."""
+    if chunk.get("usage"):
+        return True
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if any(delta.get(name) for name in ("role", "content", "tool_calls", "function_call", "refusal",
+                                               "reasoning_content")):
+            return True
+    return False
 
 
 async def _close_quietly(upstream: Any) -> None:

@@ -2,30 +2,58 @@
 
 A direct pass-through: the body goes up as JSON, the answer's bytes come back unchanged, stream events
 are split on SSE boundaries and handed on without re-encoding, in batches of those that arrived together.
-One pool of keep-alive connections per provider, through our own HTTP/1.1 client (:mod:`providers.http1`):
-aiohttp's client cost about 30% of the router's CPU per request; aiohttp measured in turn roughly 15x the
-throughput of httpx.AsyncClient at concurrency 32 here.
+The HTTP client is aiohttp, set up once per provider by :mod:`providers.upstream_session`; answers are read
+within the provider's ``max_response_bytes`` (:mod:`providers.bounded_body`) and stream events within its
+``max_event_bytes`` (:mod:`providers.sse_splitter`).
+
+Anything wrong before the first event is an upstream fault raised by the first ``__anext__`` (so the executor
+falls back): an error status, a JSON body in place of a stream, bytes that are not SSE, a first event that is
+not a JSON object, a stream that ends before any event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator
+from functools import lru_cache
+from typing import Any
 
+import aiohttp
 import orjson
+from yarl import URL
 
 from providers.base import ChatCall, Completion, LastBatch
+from providers.bounded_body import BodyTooLarge, decoder_for, read_body
 from providers.classify import classify
-from providers.http1 import HTTP1Error, HTTP1Pool, InvalidResponse, StreamResponse
+from providers.sse_splitter import EventTooLarge, NotAnEventStream, SSESplitter
+from providers.upstream_session import UpstreamSession
 from router.config.schema import ProviderSpec
-from router.errors import ProviderError, UpstreamConnectionError, UpstreamServerError, UpstreamTimeout
+from router.errors import (
+    ProviderError,
+    UpstreamConnectionError,
+    UpstreamConnectionLost,
+    UpstreamServerError,
+    UpstreamTimeout,
+)
 
 _DONE = b"[DONE]"
+ERROR_BODY_LIMIT = 1024 * 1024
+"""Error answers are read up to this size (their message is all the router keeps)."""
+DRAIN_BYTES = 64 * 1024
+DRAIN_SECONDS = 5.0
+"""After ``[DONE]``, the rest of the message (the chunked end) is awaited in the background, this long and
+this large at most, so the connection can be reused; otherwise it is closed."""
+
+CLIENT_FAULTS = (TimeoutError, aiohttp.ClientError, asyncio.IncompleteReadError)
+"""What aiohttp raises for a timeout, a connection or protocol failure; :func:`transport_error` maps them."""
+
+_draining: set[asyncio.Task[None]] = set()
 
 
 class OpenAICompatibleProvider:
     keeps_deadline = True
-    """``complete`` is bounded by ``call.timeout`` as a whole (the pool's deadline covers connect, send, read)."""
+    """``complete`` is bounded by ``call.timeout`` as a whole (aiohttp's total timeout: connect, send, read)."""
 
     def __init__(self, name: str, spec: ProviderSpec) -> None:
         self.name = name
@@ -34,15 +62,14 @@ class OpenAICompatibleProvider:
         self.url = f"{base}/chat/completions"
         if spec.api_version:
             self.url += f"?api-version={spec.api_version}"
-        self.headers: dict[str, str] = {"content-type": "application/json", **spec.headers}
+        headers: dict[str, str] = {"content-type": "application/json", **spec.headers}
         if spec.api_key:
             if spec.api_version:
-                self.headers["api-key"] = spec.api_key
+                headers["api-key"] = spec.api_key
             else:
-                self.headers["authorization"] = f"Bearer {spec.api_key}"
-        self._pool = HTTP1Pool(self.url, max_connections=spec.max_connections, connect_timeout=spec.connect_timeout,
-                               idle_timeout=30.0)
-        self._head = self._pool.prepare("POST", self.url, self.headers)
+                headers["authorization"] = f"Bearer {spec.api_key}"
+        self._session = UpstreamSession(spec, self.url, headers)
+        self._url = URL(self.url)  # parsed once, not per call
 
     @staticmethod
     def _headers(call: ChatCall) -> dict[str, str] | None:
@@ -53,25 +80,19 @@ class OpenAICompatibleProvider:
         return {**call.extra_headers, "x-request-id": call.request_id}
 
     async def complete(self, call: ChatCall) -> Completion:
+        session = self._session.get()
         try:
-            resp = await self._pool.complete(self._head, orjson.dumps(call.body), self._headers(call),
-                                             timeout=call.timeout)
-        except TimeoutError:
-            raise UpstreamTimeout(f"{self.name} did not answer within {call.timeout:g}s") from None
-        except HTTP1Error as exc:
-            raise _transport_error(self.name, exc) from None
-        raw = resp.body
-        if resp.status != 200:
-            raise classify(resp.status, raw, resp.headers, self.name)
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamServerError(f"{self.name} returned a body that is not JSON") from None
-        if not isinstance(data, dict) or "choices" not in data:
-            if isinstance(data, dict) and "error" in data:
-                raise classify(502, raw, None, self.name)
-            raise UpstreamServerError(f"{self.name} returned JSON without choices")
-        return Completion(data=data, raw=raw)
+            async with session.post(self._url, data=orjson.dumps(call.body), headers=self._headers(call),
+                                    timeout=_whole(call.timeout, self.spec.connect_timeout),
+                                    allow_redirects=False) as resp:
+                if resp.status != 200:
+                    raise classify(resp.status, await _error_body(resp, self.name), resp.headers, self.name)
+                raw = await read_body(resp, self.spec.max_response_bytes, self.name)
+        except ProviderError:
+            raise
+        except CLIENT_FAULTS as exc:
+            raise transport_error(self.name, exc, f"did not answer within {call.timeout:g}s") from None
+        return Completion(data=whole_answer(raw, self.name), raw=raw)
 
     async def stream(self, call: ChatCall) -> AsyncIterator[bytes]:
         async for batch in self.stream_batches(call):
@@ -81,94 +102,176 @@ class OpenAICompatibleProvider:
     async def stream_batches(self, call: ChatCall) -> AsyncIterator[list[bytes]]:
         """The stream as batches: the events that one network read completed, never empty.
 
-        Never hangs: the client bounds each wait for bytes by ``call.timeout``, and an upstream that keeps the
+        Never hangs: aiohttp bounds each wait for bytes by ``call.timeout``, and an upstream that keeps the
         socket busy without completing an event (comments, trickled bytes) is cut off once ``call.timeout`` has
         passed since the consumer asked for the next batch (checked after each read, so at most twice that).
         Leaving early (an error event, a client gone) closes the connection; after ``[DONE]`` it is reused."""
-        resp: StreamResponse | None = None
+        session = self._session.get()
+        resp: aiohttp.ClientResponse | None = None
+        done = False
         try:
-            resp = await self._pool.stream(self._head, orjson.dumps(call.body), self._headers(call),
-                                           read_timeout=call.timeout)
+            resp = await session.post(self._url, data=orjson.dumps(call.body), headers=self._headers(call),
+                                      timeout=_streamed(call.timeout, self.spec.connect_timeout),
+                                      allow_redirects=False)
             if resp.status != 200:
-                raise classify(resp.status, await resp.read_all(), resp.headers, self.name)
-            async for batch in _sse_batches(resp, call.timeout):
-                done = False
+                raise classify(resp.status, await _error_body(resp, self.name), resp.headers, self.name)
+            if resp.headers.get("content-type", "").startswith("application/json"):
+                raise json_in_place_of_stream(await read_body(resp, self.spec.max_response_bytes, self.name),
+                                              self.name)
+            async for batch in self._batches(resp, call.timeout):
+                done = type(batch) is LastBatch
+                yield batch
+            done = True
+        except ProviderError:
+            raise
+        except CLIENT_FAULTS as exc:
+            raise transport_error(self.name, exc, f"stream stalled for more than {call.timeout:g}s") from None
+        finally:
+            if resp is not None:
+                _end(resp, done)
+
+    async def _batches(self, resp: aiohttp.ClientResponse, stall_after: float) -> AsyncIterator[list[bytes]]:
+        """Events per network read, up to ``[DONE]``: the events before it in its read are yielded as a
+        LastBatch; the generator returns only after ``[DONE]`` and raises on any other end."""
+        spec = self.spec
+        decoder = decoder_for(resp.headers, spec.max_response_bytes, self.name)
+        splitter = SSESplitter(spec.max_event_bytes)
+        content = resp.content
+        first = True
+        asked = time.monotonic()
+        try:
+            while True:
+                piece = await content.readany()
+                if not piece:
+                    batch = splitter.finish()
+                    if not batch:
+                        break
+                else:
+                    batch = splitter.feed(decoder.feed(piece) if decoder is not None else piece)
+                    if not batch:
+                        if time.monotonic() - asked > stall_after:
+                            raise TimeoutError
+                        continue
+                if first:
+                    first_event_is_sane(batch[0], self.name)
+                    first = False
                 for i, payload in enumerate(batch):
                     if payload == _DONE:
                         del batch[i:]
-                        done = True
-                        break
+                        if batch:
+                            yield LastBatch(batch)
+                        return
                     if payload.startswith(b'{"error"'):
                         if i:
                             yield batch[:i]
                         raise classify(502, payload, None, self.name)
-                if done:
-                    resp.finish()
-                    if batch:
-                        yield LastBatch(batch)
-                    return
-                if batch:
-                    yield batch
-        except ProviderError:
-            raise
-        except TimeoutError:
-            raise UpstreamTimeout(f"{self.name} stream stalled for more than {call.timeout:g}s") from None
-        except HTTP1Error as exc:
-            raise _transport_error(f"{self.name} stream broke", exc) from None
-        finally:
-            if resp is not None:
-                resp.close()
-        raise UpstreamConnectionError(f"{self.name} stream ended before [DONE]")
+                yield batch
+                asked = time.monotonic()
+                if not piece:
+                    break
+        except EventTooLarge as exc:
+            raise BodyTooLarge(f"{self.name} sent {exc}") from None
+        except NotAnEventStream as exc:
+            raise UpstreamServerError(f"{self.name} did not answer with an event stream: {exc}") from None
+        if first:
+            raise UpstreamServerError(f"{self.name} ended its stream without sending an event")
+        raise UpstreamConnectionLost(f"{self.name} stream ended before [DONE]")
 
     async def close(self) -> None:
-        await self._pool.close()
+        await self._session.close()
 
 
-def _transport_error(where: str, exc: HTTP1Error) -> ProviderError:
-    """An answer that is not HTTP is the upstream's fault (5xx-like); a broken connection is a connection error."""
-    if isinstance(exc, InvalidResponse):
-        return UpstreamServerError(f"{where}: {exc}")
-    return UpstreamConnectionError(f"{where}: {type(exc).__name__}: {exc}")
+def whole_answer(raw: bytes, where: str) -> dict[str, Any]:
+    """A whole answer's JSON: an object with choices, else the upstream's fault (an error object classified)."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamServerError(f"{where} returned a body that is not JSON") from None
+    if not isinstance(data, dict) or "choices" not in data:
+        if isinstance(data, dict) and "error" in data:
+            raise classify(502, raw, None, where)
+        raise UpstreamServerError(f"{where} returned JSON without choices")
+    return data
 
 
-async def _sse_batches(pieces: AsyncIterable[bytes], stall_after: float) -> AsyncIterator[list[bytes]]:
-    """Yield, per piece (what one network read brought, or all that arrived while the consumer was busy), the
-    ``data`` of each SSE event it completed; comments and other fields are skipped. Raise ``TimeoutError`` when
-    no event completed within ``stall_after`` seconds of being asked."""
-    buffer = b""
-    asked = time.monotonic()
-    async for piece in pieces:
-        buffer = buffer + piece if buffer else piece
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
-        batch: list[bytes] = []
-        if b"\n\n" in buffer:
-            *events, buffer = buffer.split(b"\n\n")
-            for event in events:
-                if event.startswith(b"data: ") and b"\n" not in event:
-                    batch.append(event[6:])
-                else:
-                    payload = _event_data(event)
-                    if payload is not None:
-                        batch.append(payload)
-        if batch:
-            yield batch
-            asked = time.monotonic()
-        elif time.monotonic() - asked > stall_after:
-            raise TimeoutError
-    if buffer.strip():
-        payload = _event_data(buffer.strip())
-        if payload is not None:
-            yield [payload]
+def first_event_is_sane(payload: bytes, where: str) -> None:
+    """The first event must be a JSON object (or the end marker): else the stream is garbage, fall back."""
+    if payload == _DONE:
+        return
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise UpstreamServerError(f"{where} sent a first stream event that is not JSON") from None
+    if not isinstance(data, dict):
+        raise UpstreamServerError(f"{where} sent a first stream event that is not a JSON object")
 
 
-def _event_data(event: bytes) -> bytes | None:
-    if event.startswith(b"data: ") and b"\n" not in event:
-        return event[6:]
-    parts: list[bytes] = []
-    for line in event.split(b"\n"):
-        if line.startswith(b"data:"):
-            value = line[5:]
-            parts.append(value[1:] if value.startswith(b" ") else value)
-    return b"\n".join(parts) if parts else None
+def json_in_place_of_stream(raw: bytes, where: str) -> ProviderError:
+    """A stream request answered with a JSON body: an error object is classified, anything else is a fault."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and "error" in data:
+        return classify(502, raw, None, where)
+    return UpstreamServerError(f"{where} answered a stream request with a JSON body, not an event stream")
 
+
+def transport_error(where: str, exc: BaseException, timed_out: str) -> ProviderError:
+    """Nothing sent (no connection): worth a retry. Broken after sending: never re-sent to this deployment."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return UpstreamConnectionError(f"{where}: could not connect in time")
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout(f"{where} {timed_out}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or type(exc.os_error).__name__
+        return UpstreamConnectionError(f"{where}: cannot connect: {reason}")
+    if isinstance(exc, aiohttp.ClientResponseError):  # aiohttp's parser refused the answer
+        reason = str(exc.message).split("\n", 1)[0][:120]  # never echo the upstream's bytes at length
+        return UpstreamServerError(f"{where}: not a valid HTTP response ({reason})")
+    return UpstreamConnectionLost(f"{where}: the connection broke ({type(exc).__name__})")
+
+
+async def _error_body(resp: aiohttp.ClientResponse, where: str) -> bytes:
+    """An error answer's body for its message; one too large or undecodable still leaves its status to classify."""
+    try:
+        return await read_body(resp, ERROR_BODY_LIMIT, where)
+    except UpstreamServerError:
+        return b""
+
+
+def _end(resp: aiohttp.ClientResponse, done: bool) -> None:
+    """Reuse the connection only after a complete answer ([DONE] and the message's end); else close it."""
+    if not done:
+        resp.close()
+    elif resp.content.is_eof():
+        resp.release()
+    else:
+        task = asyncio.get_running_loop().create_task(_drain(resp))
+        _draining.add(task)
+        task.add_done_callback(_draining.discard)
+
+
+async def _drain(resp: aiohttp.ClientResponse) -> None:
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            left = DRAIN_BYTES
+            while left > 0 and (piece := await resp.content.readany()):
+                left -= len(piece)
+    except (TimeoutError, aiohttp.ClientError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        if resp.content.is_eof():
+            resp.release()
+        else:
+            resp.close()
+
+
+@lru_cache(maxsize=64)
+def _whole(total: float, connect: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total, sock_connect=connect)
+
+
+@lru_cache(maxsize=64)
+def _streamed(read: float, connect: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)

@@ -15,7 +15,8 @@
     ├── IdentityUnavailable          503 service_unavailable (revocation check impossible: fail closed)
     └── ProviderError                502 upstream_error      (raised by providers/)
         ├── UpstreamTimeout          504
-        ├── UpstreamConnectionError  502
+        ├── UpstreamConnectionError  502 (nothing was sent: connect refused, TLS, DNS)
+        │   └── UpstreamConnectionLost 502 (broke after sending: the upstream may have run it)
         ├── UpstreamRateLimited      429 (+ retry-after)
         ├── UpstreamServerError      502
         ├── UpstreamAuthError        502 (our credentials, not the caller's)
@@ -156,6 +157,11 @@ class UpstreamTimeout(ProviderError):
 
 class UpstreamConnectionError(ProviderError):
     code = "upstream_connection_error"
+
+
+class UpstreamConnectionLost(UpstreamConnectionError):
+    """The connection broke once the request was (maybe partly) sent: the upstream may have run, and billed,
+    it, so it is never sent to the same deployment again."""
 
 
 class UpstreamRateLimited(_RetryAfterMixin, ProviderError):

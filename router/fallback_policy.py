@@ -3,7 +3,8 @@
 Pure: errors in, decisions out. The executor does the waiting and the calling.
 
     error                                    next step                         cooldown counts it
-    UpstreamConnectionError (reset/refused)  retry same (backoff), then next   yes
+    UpstreamConnectionError (nothing sent)   retry same (backoff), then next   yes
+    UpstreamConnectionLost (after sending)   next (a retry could run it twice)  yes
     UpstreamServerError 500/502/503/504      retry same (backoff), then next   yes
     UpstreamServerError other (bad JSON...)  next                              yes
     UpstreamAuthError (our credentials)      next                              yes
@@ -30,6 +31,7 @@ from router.errors import (
     UpstreamAuthError,
     UpstreamBadRequest,
     UpstreamConnectionError,
+    UpstreamConnectionLost,
     UpstreamRateLimited,
     UpstreamServerError,
     UpstreamTimeout,
@@ -58,7 +60,7 @@ def next_step(error: ProviderError) -> Step:
 def is_transient(error: ProviderError) -> bool:
     """Worth a second try on the same deployment: a dropped connection or a passing 5xx."""
     if isinstance(error, UpstreamConnectionError):
-        return True
+        return not isinstance(error, UpstreamConnectionLost)
     return isinstance(error, UpstreamServerError) and error.upstream_status in _TRANSIENT_STATUSES
 
 

@@ -17,6 +17,7 @@ from router.errors import (
     ContentRefused,
     ContextWindowExceeded,
     UpstreamConnectionError,
+    UpstreamConnectionLost,
     UpstreamRateLimited,
     UpstreamServerError,
     UpstreamTimeout,
@@ -27,6 +28,7 @@ from tests.fakes.behaviours import (
     CONTEXT_EXCEEDED_ANTHROPIC,
     CONTEXT_EXCEEDED_OPENAI,
     Error,
+    Garbage,
     Hang,
     InvalidJSON,
     ResetMidStream,
@@ -34,7 +36,9 @@ from tests.fakes.behaviours import (
     Text,
     openai_error,
 )
+from tests.fakes.raw_upstream import RawUpstream
 from tests.harness import free_port, wait_until
+from tests.ledger_helpers import usage_rows
 
 USER = [{"role": "user", "content": "hello"}]
 
@@ -177,6 +181,57 @@ def test_invalid_json_falls_back_without_retry(upstream, start_router):
     upstream.queue("up-a", InvalidJSON())
     _, headers = ask(router)
     assert headers["x-agent-router-deployment"] == "b" and headers["x-agent-router-attempts"] == "2"
+
+
+def failed_attempts(router) -> list[tuple[str, str]]:
+    """(deployment, status) of every attempt row the ledger wrote, once the router has stopped."""
+    router.stop()  # a graceful stop drains the ledger's queue
+    return [(row["deployment"], row["status"]) for row in usage_rows(router.settings.database_url, "attempt")]
+
+
+def test_a_connection_dropped_after_the_upstream_read_the_request_is_never_sent_there_again(upstream,
+                                                                                           start_router):
+    async def read_and_hang_up(writer, request: bytes, number: int) -> bool:
+        return False
+
+    raw = RawUpstream(read_and_hang_up).start()
+    try:
+        extra = "  raw: {provider: rawp, model: up-raw}\n"
+        text = config(upstream.openai_base_url, chain="[raw, a]", retries=2, extra_deployments=extra)
+        text = text.replace("deployments:\n", f"  rawp: {{type: openai, base_url: {raw.base_url}, api_key: sk-up}}\n"
+                                              "deployments:\n", 1)
+        router = start_router(text)
+        _, headers = ask(router)
+        assert headers["x-agent-router-deployment"] == "a" and headers["x-agent-router-attempts"] == "2"
+        assert len(raw.requests) == 1, "the upstream may have run it: no second send, retries or not"
+    finally:
+        raw.stop()
+
+
+@pytest.mark.parametrize("garbage", [
+    Garbage(),
+    Garbage(b'data: {"choices": [oops\n\ndata: [DONE]\n\n', "text/event-stream"),
+    Garbage(b"data: null\n\ndata: [DONE]\n\n", "text/event-stream"),
+    Garbage(b'{"id": "x", "choices": []}', "application/json"),
+], ids=["html", "first-event-not-json", "first-event-not-an-object", "json-in-place-of-a-stream"])
+def test_a_stream_whose_start_is_garbage_falls_back_like_a_500(upstream, start_router, garbage):
+    router = start_router(config(upstream.openai_base_url, retries=0))
+    upstream.queue("up-a", garbage)
+    upstream.queue("up-b", Text("from b", chunk_size=2))
+    stream = router.client().chat.completions.create(model="chat", messages=USER, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "from b"
+    assert tried(upstream, "up-a", "up-b") == [1, 1]
+    assert failed_attempts(router) == [("a", "error"), ("b", "ok")]
+
+
+@pytest.mark.parametrize("garbage", [Garbage(), InvalidJSON(), Garbage(b"[1, 2]", "application/json")],
+                         ids=["html", "invalid-json", "not-an-object"])
+def test_a_whole_answer_that_is_not_a_json_object_falls_back(upstream, start_router, garbage):
+    router = start_router(config(upstream.openai_base_url))
+    upstream.queue("up-a", garbage)
+    completion, headers = ask(router)
+    assert completion.choices[0].message.content and headers["x-agent-router-deployment"] == "b"
+    assert failed_attempts(router) == [("a", "error"), ("b", "ok")]
 
 
 def test_the_callers_own_mistake_returns_at_once(upstream, start_router):
@@ -328,6 +383,7 @@ def test_next_step_per_error_class():
     assert next_step(UpstreamConnectionError("reset")) is Step.RETRY_SAME
     assert next_step(UpstreamServerError("boom", upstream_status=503)) is Step.RETRY_SAME
     assert next_step(UpstreamServerError("not json")) is Step.NEXT
+    assert next_step(UpstreamConnectionLost("dropped after sending")) is Step.NEXT
     assert next_step(UpstreamTimeout("slow")) is Step.NEXT
     assert next_step(UpstreamRateLimited("429", retry_after=1)) is Step.NEXT
     assert next_step(ContentRefused("no")) is Step.NEXT

@@ -21,7 +21,9 @@ from tests.configs import with_test_identity
 from tests.fakes.behaviours import (
     CONTEXT_EXCEEDED_ANTHROPIC,
     Error,
+    Garbage,
     Hang,
+    InvalidJSON,
     ResetMidStream,
     Text,
     ToolCalls,
@@ -220,6 +222,21 @@ def test_rate_limit_falls_back_to_the_next_deployment(router, upstream):
     upstream.queue(BACKUP_MODEL, Text("streamed from the backup"))
     chunks = list(router.client().chat.completions.create(model="claude-chain", messages=USER, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "streamed from the backup"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("garbage", [InvalidJSON(), Garbage()], ids=["invalid-json", "html"])
+def test_an_answer_that_is_garbage_falls_back_before_the_first_byte(router, upstream, stream, garbage):
+    upstream.queue(UPSTREAM_MODEL, garbage)
+    upstream.queue(BACKUP_MODEL, Text("from the backup"))
+    with router.client() as client:
+        if stream:
+            chunks = list(client.chat.completions.create(model="claude-chain", messages=USER, stream=True))
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        else:
+            text = client.chat.completions.create(model="claude-chain", messages=USER).choices[0].message.content
+    assert text == "from the backup"
+    assert len(upstream.served(UPSTREAM_MODEL)) == 1
 
 
 @pytest.mark.parametrize("stream", [False, True])

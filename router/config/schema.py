@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -23,11 +24,28 @@ class ProviderSpec(Strict):
     max_connections: int = Field(default=256, gt=0)
     api_version: str | None = Field(default=None, description="Azure-style deployments: sent as ?api-version=.")
     options: dict[str, Any] = Field(default_factory=dict, description="Extra keyword arguments for litellm.")
+    proxy: str | None = Field(default=None, description="http(s) proxy URL for this provider; else HTTPS_PROXY / "
+                                                        "HTTP_PROXY / NO_PROXY from the environment.")
+    ca_bundle: str | None = Field(default=None, description="PEM file of the CAs to trust instead of the system's.")
+    client_cert: str | None = Field(default=None, description="PEM client certificate for mutual TLS.")
+    client_key: str | None = Field(default=None, description="PEM key of client_cert, when not in the same file.")
+    max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024,
+                                    description="Largest whole answer (after decoding); larger is a 502.")
+    max_event_bytes: int = Field(default=4 * 1024 * 1024, ge=1024,
+                                 description="Largest single stream event; larger ends the stream with a 502.")
 
     @model_validator(mode="after")
     def _needs_base_url(self) -> ProviderSpec:
         if self.type == "openai" and not self.base_url:
             raise ValueError("an openai provider needs base_url (for example https://api.openai.com/v1)")
+        if self.client_key and not self.client_cert:
+            raise ValueError("client_key needs client_cert")
+        if self.proxy is not None and not self.proxy.startswith(("http://", "https://")):
+            raise ValueError("proxy must be an http:// or https:// URL")
+        for field, path in (("ca_bundle", self.ca_bundle), ("client_cert", self.client_cert),
+                            ("client_key", self.client_key)):
+            if path is not None and not os.path.isfile(path):
+                raise ValueError(f"{field} {path!r} is not a file")
         return self
 
 

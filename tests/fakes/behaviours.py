@@ -44,6 +44,15 @@ class InvalidJSON:
 
 
 @dataclass
+class Garbage:
+    """Answer 200 with these bytes as they are, streamed or not: an upstream gone wrong (a proxy's HTML page,
+    events that are not JSON)."""
+
+    body: bytes = b"<html><body>502 Bad Gateway</body></html>"
+    content_type: str = "text/html"
+
+
+@dataclass
 class ResetMidStream:
     """Send this many chunks of a text answer, then drop the connection."""
 
@@ -67,7 +76,7 @@ class Scripted:
     events: list[Any] = field(default_factory=list)
 
 
-Behaviour = Text | ToolCalls | Error | Hang | InvalidJSON | ResetMidStream | SlowStream | Scripted
+Behaviour = Text | ToolCalls | Error | Hang | InvalidJSON | Garbage | ResetMidStream | SlowStream | Scripted
 
 
 def openai_error(message: str, code: str | None = None, type_: str = "invalid_request_error") -> dict[str, Any]:

@@ -21,6 +21,7 @@ from aiohttp import web
 from tests.fakes.behaviours import (
     Behaviour,
     Error,
+    Garbage,
     Hang,
     InvalidJSON,
     ResetMidStream,
@@ -144,6 +145,8 @@ class FakeUpstream:
         if isinstance(behaviour, Hang):
             await asyncio.sleep(behaviour.seconds)
             return web.Response(status=504, text="{}")
+        if isinstance(behaviour, Garbage):
+            return web.Response(status=200, body=behaviour.body, headers={"content-type": behaviour.content_type})
         if isinstance(behaviour, InvalidJSON):
             return web.Response(status=200, text="{this is not json", content_type="application/json")
         return None
