@@ -78,9 +78,11 @@ class Executor:
 
         async def call(name: str, provider: Provider, chat: ChatCall, limit: float) -> Stream:
             began = time.perf_counter()
-            stream_batches = getattr(provider, "stream_batches", None)
+            stream_batches: Callable[[ChatCall], AsyncIterator[Batch]] | None = getattr(provider, "stream_batches",
+                                                                                          None)
             batched = stream_batches is not None
-            iterator: AsyncIterator[Any] = stream_batches(chat) if batched else provider.stream(chat)
+            iterator: AsyncIterator[Any] = stream_batches(chat) if stream_batches is not None \
+                else provider.stream(chat)
             try:
                 async with asyncio.timeout(limit):
                     first = await anext(iterator)
@@ -271,7 +273,7 @@ class TrackedStream:
             raise StopAsyncIteration
         try:
             if self._batched:
-                batch = await anext(self._iterator)
+                batch: Batch = await anext(self._iterator)
                 if type(batch) is LastBatch:
                     await self.ended_well()
                 return batch
