@@ -119,7 +119,9 @@ def _clean(node: Any, shape: Shape) -> bool:
                 return False
         return True
     if type(node) is list:
-        return all(_clean(item, shape) for item in node)
+        for item in node:
+            if not _clean(item, shape):
+                return False
     return True
 
 
