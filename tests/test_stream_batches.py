@@ -44,10 +44,10 @@ def test_an_event_over_the_bound_is_refused_whole_or_in_pieces():
 
 def test_a_big_event_in_small_reads_costs_linear_time():
     splitter = SSESplitter(64 * 1024 * 1024)
-    started = time.process_time()
+    started = time.thread_time()
     for _ in range(5000):  # 20 MiB in 4 KiB reads
         assert splitter.feed(b"z" * 4096) == []
-    assert time.process_time() - started < 1.0
+    assert time.thread_time() - started < 1.0
 
 
 @pytest.mark.parametrize("start", [b"<html>\n<body>oops</body>\n\n", b'{"id": "x"}\n\n', b"HTTP/1.1 200 OK\n\n"])

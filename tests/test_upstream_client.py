@@ -61,6 +61,15 @@ def provider(server: RawUpstream, **options: Any) -> OpenAICompatibleProvider:
     return OpenAICompatibleProvider("raw", spec)
 
 
+async def complete_once(server: RawUpstream) -> Any:
+    """One call on an adapter of its own, closed afterwards (an unclosed session is an event-loop error)."""
+    adapter = provider(server)
+    try:
+        return await adapter.complete(call())
+    finally:
+        await adapter.close()
+
+
 def call(body: dict[str, Any] | None = None, timeout: float = 5) -> ChatCall:
     return ChatCall(body=body or {"model": "m"}, timeout=timeout, request_id="req-1")
 
@@ -262,7 +271,7 @@ def test_a_shorter_body_than_announced_is_a_lost_connection(run):
     async def scenario() -> None:
         async with RawUpstream(handler) as server:
             with pytest.raises(UpstreamConnectionLost):
-                await provider(server).complete(call())
+                await complete_once(server)
 
     run(scenario())
 
@@ -311,7 +320,7 @@ def test_connection_refused_is_a_connection_error_that_sent_nothing(run):
         async with RawUpstream(replying(b"")) as server:
             pass
         with pytest.raises(UpstreamConnectionError) as caught:
-            await provider(server).complete(call())
+            await complete_once(server)
         assert not isinstance(caught.value, UpstreamConnectionLost)
 
     run(scenario())
@@ -329,16 +338,19 @@ def test_a_body_over_the_limit_is_refused(run):
                 await writer.drain()
             writer.write(b"0\r\n\r\n")
             return False
-        writer.write(answer(big))
+        # Only the head and a first KiB of the announced 64 MiB, then silence: an adapter that read the body
+        # before refusing it would wait for the rest and fail with a timeout instead of the size limit.
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(big)
+                     + big[:1024])
+        await writer.drain()
+        await asyncio.sleep(60)  # cancelled when the server closes
         return False
 
     async def scenario() -> None:
         async with RawUpstream(handler) as server:
             adapter = provider(server)
-            started = time.monotonic()
-            with pytest.raises(ProviderError, match="limit") as announced:
+            with pytest.raises(ProviderError, match="limit") as announced:  # refused from its content-length
                 await adapter.complete(call())
-            assert time.monotonic() - started < 1.0, "refused from its content-length, not read"
             with pytest.raises(ProviderError, match="limit") as counted:
                 await adapter.complete(call({"m": "chunked"}))
             assert announced.value.status == counted.value.status == 502
@@ -353,7 +365,7 @@ def test_an_error_answer_too_large_to_read_keeps_its_status(run):
         reply = answer(b"e" * (2 * MiB), b"retry-after: 3", status=b"429 Too Many Requests")
         async with RawUpstream(replying(reply)) as server:
             with pytest.raises(UpstreamRateLimited) as caught:
-                await provider(server).complete(call())
+                await complete_once(server)
             assert caught.value.retry_after == 3
 
     run(scenario())
@@ -379,11 +391,9 @@ def test_gzip_is_decoded_within_bounds_and_a_bomb_is_refused(run):
             adapter = provider(server)
             assert (await adapter.complete(call())).raw == COMPLETION
             assert (await adapter.complete(call({"m": "deflate"}))).raw == COMPLETION
-            started = time.monotonic()
             with pytest.raises(ProviderError) as caught:
                 await adapter.complete(call({"m": "bomb"}))
             assert caught.value.code == "upstream_response_too_large"
-            assert time.monotonic() - started < 2.0
             with pytest.raises(UpstreamServerError, match="content-encoding"):
                 await adapter.complete(call({"m": "brotli"}))
             await adapter.close()
@@ -405,11 +415,11 @@ def test_an_event_without_end_is_cut_off_in_linear_time(run):
         async with RawUpstream(handler) as server:
             adapter = provider(server, max_event_bytes=4 * MiB)
             got: list[list[bytes]] = []
-            started = time.process_time()
+            started = time.thread_time()
             with pytest.raises(ProviderError) as caught:
                 async for batch in adapter.stream_batches(call({"stream": True})):
                     got.append(batch)
-            assert time.process_time() - started < 2.0
+            assert time.thread_time() - started < 2.0
             assert got == [[b'{"choices":[]}']] and caught.value.code == "upstream_response_too_large"
             await adapter.close()
 
@@ -428,10 +438,9 @@ def test_a_stream_of_keepalives_only_times_out(run):
     async def scenario() -> None:
         async with RawUpstream(handler) as server:
             adapter = provider(server)
-            started = time.monotonic()
+            # A timeout, not the end of the stream the server reaches after 3 s of pings: cut off on time.
             with pytest.raises(UpstreamTimeout):
                 await batches(adapter, call({"stream": True}, timeout=0.3))
-            assert time.monotonic() - started < 1.5
             await adapter.close()
 
     run(scenario())
@@ -530,8 +539,10 @@ def test_a_private_ca_and_a_client_certificate_reach_an_mtls_upstream(run, pki):
 
     async def scenario() -> None:
         async with RawUpstream(replying(answer(COMPLETION)), tls=server_tls) as server:
+            unknown_ca = provider(server)
             with pytest.raises(UpstreamConnectionError, match="cannot connect"):
-                await provider(server).complete(call())  # the system CAs do not know this one
+                await unknown_ca.complete(call())  # the system CAs do not know this one
+            await unknown_ca.close()
             without_cert = provider(server, ca_bundle=str(pki["ca.pem"]))
             with pytest.raises(ProviderError):
                 await without_cert.complete(call())  # the upstream wants a client certificate
