@@ -13,6 +13,7 @@ from router import __version__
 from router.api import chat, health, models, route_explain
 from router.api.admin_modules import admin_modules
 from router.api.error_handlers import install_error_handlers
+from router.api.openapi_errors import install_error_docs
 from router.api.request_id import RequestIdMiddleware
 from router.config import Snapshot, load_snapshot
 from router.reloader import Reloader
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, snapshot: Snapshot | None = Non
     app = RouterApp(title="agent-router", version=__version__, lifespan=lifespan, telemetry=_telemetry(settings),
                     description="OpenAI-compatible model router for AI agents.", redirect_slashes=False)
     install_error_handlers(app)
+    install_error_docs(app)
     for module in (chat, models, health, route_explain, *admin_modules()):
         app.include_router(module.api)
     app.add_middleware(RequestIdMiddleware)

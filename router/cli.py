@@ -14,6 +14,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Literal, TypedDict
 
 if TYPE_CHECKING:
+    import asyncio
+
     from router.settings import Settings
 
 Handler = Callable[[argparse.Namespace], int]
@@ -70,9 +72,11 @@ def _serve(args: argparse.Namespace) -> int:
         _check_database(settings.database_url)
         print(serve_banner(settings, snapshot), file=sys.stderr, flush=True)
         del snapshot
+    from router.http_connection import connection_limits, protocol_factory
+
     serve_options = _ServeOptions(host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                                  loop="uvloop", http="httptools", ws="none", access_log=False,
-                                  timeout_graceful_shutdown=30)
+                                  loop="uvloop", http=protocol_factory(connection_limits(settings)), ws="none",
+                                  access_log=False, timeout_graceful_shutdown=30)
     workers = getattr(args, "workers", None) or 1
     if workers > 1:
         # One process per core: each worker builds its own app from the same settings, passed by environment.
@@ -97,7 +101,7 @@ class _ServeOptions(TypedDict):
     port: int
     log_level: str
     loop: Literal["uvloop"]
-    http: Literal["httptools"]
+    http: type[asyncio.Protocol]
     ws: Literal["none"]
     access_log: bool
     timeout_graceful_shutdown: int

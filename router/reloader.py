@@ -99,5 +99,16 @@ class Reloader:
             seen = current
             log.info("config files changed on disk: reloading")
             if await self.reload("file change"):
-                # The new config may name other rule files; start from what it names now.
-                seen = await asyncio.to_thread(fingerprint, watched_paths(self.state))
+                seen = loaded_fingerprint(current, await asyncio.to_thread(fingerprint, watched_paths(self.state)))
+
+
+def loaded_fingerprint(before: Fingerprint, after: Fingerprint) -> Fingerprint:
+    """What a successful reload actually loaded, for the next comparison.
+
+    ``before`` was taken before the files were read, so a write that lands during the reload differs from it
+    and is loaded on the next poll. A path the new config names for the first time has no mark from before
+    the read; it gets one that matches nothing, so that a write to it during the reload is not lost either
+    (at worst one extra, identical reload).
+    """
+    known = {mark[0]: mark for mark in before}
+    return tuple(known.get(mark[0], (mark[0], -2.0, -2)) for mark in after)

@@ -42,6 +42,18 @@ class Settings(BaseSettings):
     keys_max_staleness: float = Field(default=10.0, description="Database keys are refused (503) when the key "
                                       "store has not been readable for this long: revocations fail closed.")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, description="Larger request bodies get 413.")
+    header_timeout: float = Field(default=10.0, gt=0, description="Seconds a client has to send a request's line "
+                                  "and headers (from connecting, or from the first byte of a later request on a "
+                                  "kept-alive connection); then 408 and the connection is closed.")
+    body_timeout: float = Field(default=30.0, gt=0, description="Longest silence, in seconds, while a request "
+                                "body arrives; then 408 and the connection is closed.")
+    keepalive_timeout: float = Field(default=5.0, gt=0, description="Seconds an idle kept-alive connection stays "
+                                     "open between requests (behind a load balancer: above the balancer's own).")
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, description="Larger request heads (request line "
+                                  "and headers) get 431 and the connection is closed.")
+    max_connections: int | None = Field(default=None, ge=1, description="Open connections per process; beyond it "
+                                        "the longest-idle kept-alive connection is closed, or the new one gets 503 "
+                                        "when none is idle. Unset: half of (open-file limit - 128).")
     watch_config: bool = Field(default=True, description="Reload when a config or rule file changes on disk.")
     watch_interval: float = 1.0
     limits_fail_open: bool = Field(default=True, description="When Redis is down, let rate limits (and, unless "

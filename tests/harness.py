@@ -18,6 +18,7 @@ import openai
 import uvicorn
 
 from router.app import create_app
+from router.http_connection import connection_limits, protocol_factory
 from router.settings import Settings
 
 
@@ -60,7 +61,8 @@ class RouterServer:
         self.app = create_app(self.settings)
         served = wrap(self.app) if wrap is not None else self.app
         config = uvicorn.Config(served, host="127.0.0.1", port=self.port, log_level="warning", loop="asyncio",
-                                lifespan="on", timeout_graceful_shutdown=5, root_path=root_path)
+                                http=protocol_factory(connection_limits(self.settings)), lifespan="on",
+                                timeout_graceful_shutdown=5, root_path=root_path)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="router", daemon=True)
 

@@ -108,7 +108,7 @@ def test_hostile_values_are_stored_marked_and_every_request_is_recorded(router: 
     sent(post(http, {"model": "paid", "messages": MESSAGES, "user": "u\x00" + LONG,
                      "metadata": {"k": "v\x00" + LONG}}), 200)
     # Request ids the router does not accept are replaced; the record carries the id the client got.
-    for request_id in (b"r" * 129, b"r" * 65536, b"id with spaces", "ok-id-\u00e9".encode()):
+    for request_id in (b"r" * 129, b"r" * 16384, b"id with spaces", "ok-id-\u00e9".encode()):
         response = post(http, {"model": "paid", "messages": MESSAGES}, **{"x-request-id": request_id})
         assert response.headers["x-request-id"].encode() != request_id
         sent(response, 200)

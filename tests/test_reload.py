@@ -6,6 +6,7 @@ and reason while the old one keeps serving; a request in flight finishes on the 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -103,6 +104,38 @@ def test_a_file_change_on_disk_is_picked_up(upstream, start_router):
     assert served_model(router) == "up-one"
     path.write_text(config(upstream.openai_base_url, "two"))
     assert wait_until(lambda: served_model(router) == "up-two")
+
+
+class _WriteOnFirstReload(logging.Handler):
+    """Writes a newer config the moment the first reload reports success: after that reload read the files,
+    before the watcher looks at them again (deterministic, unlike racing a sleep against the loader)."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        super().__init__()
+        self.path, self.text, self.done = path, text, False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.done and record.getMessage().startswith("config reloaded"):
+            self.done = True
+            self.path.write_text(self.text)
+
+
+def test_a_write_that_lands_during_a_reload_is_loaded_too(upstream, start_router):
+    base = upstream.openai_base_url
+    router = start_router(config(base, "one"), watch_config=True, watch_interval=0.05)
+    path = Path(router.settings.config)
+    writer = _WriteOnFirstReload(path, config(base, "three"))
+    reload_log = logging.getLogger("agent_router")
+    reload_log.addHandler(writer)
+    level = reload_log.level
+    reload_log.setLevel(logging.INFO)
+    try:
+        path.write_text(config(base, "two"))
+        assert wait_until(lambda: writer.done)
+        assert wait_until(lambda: served_model(router) == "up-three", timeout=10)
+    finally:
+        reload_log.removeHandler(writer)
+        reload_log.setLevel(level)
 
 
 def test_a_rule_file_change_is_picked_up(upstream, start_router, tmp_path):

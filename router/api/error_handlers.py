@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from router.errors import RouterError, error_body
 
@@ -38,8 +39,23 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     elif status == 405:
         message = f"method {request.method} is not allowed on {request.url.path}"
     body = error_body(status, message, _STATUS_TYPES.get(status, "api_error"), code=str(status))
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
-                    headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if status == 405:
+        headers = {**(headers or {}), "allow": allowed_methods(request)}
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves on this path: Starlette names only those of the first route matching the
+    path (``GET`` on ``/admin/keys``, though ``POST`` is served too). Each method is tried against the routes'
+    own matching (included routers nest their routes); only on a 405, so the probing costs nothing else."""
+    routes = request.app.router.routes
+    served = [method for method in _METHODS
+              if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)]
+    return ", ".join(served)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
