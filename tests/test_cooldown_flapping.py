@@ -15,6 +15,7 @@ from typing import Any
 import openai
 import pytest
 
+from tests.backing_services import REDIS_URL, redis_prefix
 from tests.breaker_helpers import breaker_state, counters_backend
 from tests.configs import with_test_identity
 from tests.fakes.behaviours import Behaviour, Error, Text
@@ -118,3 +119,38 @@ def test_a_burst_of_faults_writes_a_bounded_number_of_log_lines(upstream, start_
     assert len(upstream.served("up-b")) == 40, "tried anyway every time"
     lines = [r for r in caplog.records if r.name == "agent_router.cooldown"]
     assert 1 <= len(lines) <= 2, [r.getMessage() for r in lines]
+
+
+def test_replicas_judge_the_ratio_over_each_others_answered_attempts():
+    """One replica's successes reach the shared count within FLUSH_SECONDS, so another replica's few faults
+    are weighed against the fleet's traffic, not only its own."""
+    import asyncio
+
+    from router.config.schema import CooldownSpec
+    from router.cooldown import FLUSH_SECONDS, CircuitBreaker
+    from router.store.counters import RedisCounters
+
+    spec = CooldownSpec(window_seconds=30, cooldown_seconds=30)  # the defaults: ratio 0.5 over >= 10, >= 3 faults
+
+    async def scenario(prefix: str) -> None:
+        stores = [RedisCounters(REDIS_URL, prefix), RedisCounters(REDIS_URL, prefix),
+                  RedisCounters(REDIS_URL, prefix + "alone:")]
+        busy, quiet, alone = (CircuitBreaker(store) for store in stores)
+        try:
+            for _ in range(100):
+                assert busy.answered("a") == 0, "counted locally, nothing sent yet"
+            await asyncio.sleep(FLUSH_SECONDS + 0.05)
+            due = busy.answered("a")
+            assert due == 101
+            await busy.send_answered("a", due, spec)
+            for _ in range(10):
+                assert await quiet.failed("a", spec) is False, "10 faults among 111 attempts"
+            assert await quiet.state("a") == "closed"
+            opened = [await alone.failed("a", spec) for _ in range(10)]
+            assert opened == [False] * 9 + [True], "alone, 10 faults of 10 attempts open it"
+        finally:
+            for store in stores:
+                await store.close()
+
+    with redis_prefix() as prefix:
+        asyncio.run(scenario(prefix))
