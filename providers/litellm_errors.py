@@ -18,6 +18,7 @@ from router.errors import (
     ContentRefused,
     ContextWindowExceeded,
     ProviderError,
+    RequestNotForwardable,
     UpstreamAuthError,
     UpstreamConnectionError,
     UpstreamRateLimited,
@@ -103,6 +104,8 @@ def to_provider_error(exc: BaseException, provider: str) -> ProviderError:
     detail = f"{provider} returned {status}: {message}" if got_response and status else f"{provider}: {message}"
     timeouts, connections = _transport_kinds()
 
+    if not got_response and _not_encodable(exc):
+        return RequestNotForwardable(f"the request cannot be forwarded to {provider}: {message}")
     if isinstance(exc, lx.Timeout) or (not got_response and _caused_by(exc, timeouts)):
         return UpstreamTimeout(f"{provider} did not answer in time: {message}")
     if not got_response and _caused_by(exc, connections):
@@ -126,6 +129,20 @@ def to_provider_error(exc: BaseException, provider: str) -> ProviderError:
     if status is not None and 400 <= status < 600:
         return classify(status, text, headers, provider)
     return UpstreamServerError(f"{provider}: {type(exc).__name__}: {message}")
+
+
+def _not_encodable(exc: BaseException) -> bool:
+    """Raised while the body was encoded for the upstream (nested too deeply, a value JSON cannot hold): the
+    request's problem, nothing the upstream did."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, RecursionError) or (
+                isinstance(current, TypeError | ValueError) and "serializ" in str(current).lower()):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def describe(exc: BaseException) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from providers.upstream_session import UpstreamSession
 from router.config.schema import ProviderSpec
 from router.errors import (
     ProviderError,
+    RequestNotForwardable,
     UpstreamConnectionError,
     UpstreamConnectionLost,
     UpstreamServerError,
@@ -49,6 +50,15 @@ CLIENT_FAULTS = (TimeoutError, aiohttp.ClientError, asyncio.IncompleteReadError)
 """What aiohttp raises for a timeout, a connection or protocol failure; :func:`transport_error` maps them."""
 
 _draining: set[asyncio.Task[None]] = set()
+
+
+def encoded_body(body: dict[str, Any], provider: str) -> bytes:
+    """The upstream body as JSON; one the encoder refuses (nested beyond its depth limit) is the request's
+    problem, never the upstream's, so it is raised as :class:`RequestNotForwardable`."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:  # (orjson's is TypeError itself; nothing else is raised here)
+        raise RequestNotForwardable(f"the request cannot be forwarded to {provider}: {exc}") from None
 
 
 class OpenAICompatibleProvider:
@@ -82,7 +92,7 @@ class OpenAICompatibleProvider:
     async def complete(self, call: ChatCall) -> Completion:
         session = self._session.get()
         try:
-            async with session.post(self._url, data=orjson.dumps(call.body), headers=self._headers(call),
+            async with session.post(self._url, data=encoded_body(call.body, self.name), headers=self._headers(call),
                                     timeout=_whole(call.timeout, self.spec.connect_timeout),
                                     allow_redirects=False) as resp:
                 if resp.status != 200:
@@ -110,7 +120,7 @@ class OpenAICompatibleProvider:
         resp: aiohttp.ClientResponse | None = None
         done = False
         try:
-            resp = await session.post(self._url, data=orjson.dumps(call.body), headers=self._headers(call),
+            resp = await session.post(self._url, data=encoded_body(call.body, self.name), headers=self._headers(call),
                                       timeout=_streamed(call.timeout, self.spec.connect_timeout),
                                       allow_redirects=False)
             if resp.status != 200:

@@ -22,7 +22,10 @@
         ├── UpstreamAuthError        502 (our credentials, not the caller's)
         ├── UpstreamBadRequest       400 (the caller's mistake, passed on)
         │   └── ContextWindowExceeded 400 code=context_length_exceeded
-        └── ContentRefused           400 code=content_filter
+        ├── ContentRefused           400 code=content_filter
+        └── NotForwarded             (never reached the upstream, for a reason of ours: no cooldown counts it)
+            ├── RequestNotForwardable 400 code=request_not_forwardable (the body cannot be encoded upstream)
+            └── AdapterFailed        500 api_error code=internal_error (an adapter's bug, never the upstream's)
 
 Callers catch classes, never strings. ``to_body`` gives the OpenAI-style JSON body.
 """
@@ -198,6 +201,30 @@ class ContentRefused(ProviderError):
     status = 400
     type = "invalid_request_error"
     code = "content_filter"
+
+
+class NotForwarded(ProviderError):
+    """The request never reached the upstream, for a reason of ours or the caller's: never an upstream fault,
+    so no deployment is cooled down for it."""
+
+
+class RequestNotForwardable(NotForwarded):
+    """The adapter cannot encode the body for the upstream (nested too deeply for the encoder, say): the
+    request's problem, returned at once."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "request_not_forwardable"
+    retryable = False
+
+
+class AdapterFailed(NotForwarded):
+    """An adapter raised something no typed error explains: a bug of ours, answered without its traceback.
+    The next deployment (maybe another adapter) is still tried."""
+
+    status = 500
+    type = "api_error"
+    code = "internal_error"
 
 
 def error_body(status: int, message: str, type_: str = "invalid_request_error", code: str | None = None,

@@ -28,10 +28,18 @@ from providers.base import ChatCall, Completion, LastBatch, Provider
 from router.capabilities import context_window, screen
 from router.config.schema import CooldownSpec, DeploymentSpec, RoutingSpec
 from router.context import Attempt, RequestContext
-from router.cooldown import BreakerView, CircuitBreaker
+from router.cooldown import LOG_INTERVAL_SECONDS, BreakerView, CircuitBreaker
 from router.deployment_stats import DeploymentStats
-from router.errors import ProviderError, UpstreamRateLimited, UpstreamServerError, UpstreamTimeout
+from router.errors import (
+    AdapterFailed,
+    NotForwarded,
+    ProviderError,
+    UpstreamRateLimited,
+    UpstreamServerError,
+    UpstreamTimeout,
+)
 from router.fallback_policy import Failure, Skip, Step, backoff_delay, final_error, is_upstream_fault, next_step
+from router.log_throttle import LogThrottle, held_note
 from router.plan import RoutePlan
 from router.store.counters import Counters, MemoryCounters
 
@@ -60,6 +68,7 @@ class Executor:
     def __init__(self, counters: Counters | None = None, stats: DeploymentStats | None = None) -> None:
         self.stats = stats or DeploymentStats()
         self.breaker = CircuitBreaker(counters or MemoryCounters())
+        self._log = LogThrottle(LOG_INTERVAL_SECONDS)
 
     async def complete(self, ctx: RequestContext, plan: RoutePlan) -> Completion:
         async def call(name: str, provider: Provider, chat: ChatCall, limit: float) -> Completion:
@@ -137,6 +146,9 @@ class Executor:
             if probe and not forced and not await self._claim_probe(name, _timeout(ctx, deployment)):
                 skipped.append(Skip(name, "cooling down (another request is probing it)", "cooldown"))
                 continue
+            # A half-open probe gets one try (a fault reopens its breaker and the plan has other deployments);
+            # when every deployment is cooling down there is nothing better to do than retry as usual.
+            single_try = probe and not forced
             retry = 0
             while True:
                 remaining = deadline - time.perf_counter()
@@ -149,7 +161,7 @@ class Executor:
                     step = next_step(exc)
                     if step is Step.STOP:
                         raise
-                    wait = self._retry_wait(exc, step, retry, routing, probe, last=index == len(order) - 1)
+                    wait = self._retry_wait(exc, step, retry, routing, single_try, last=index == len(order) - 1)
                     if wait is not None and time.perf_counter() + wait < deadline:
                         retry += 1
                         await asyncio.sleep(wait)
@@ -164,10 +176,10 @@ class Executor:
         raise final_error(failures, skipped, deadline_hit)
 
     @staticmethod
-    def _retry_wait(error: ProviderError, step: Step, retry: int, routing: RoutingSpec, probe: bool,
+    def _retry_wait(error: ProviderError, step: Step, retry: int, routing: RoutingSpec, single_try: bool,
                     last: bool) -> float | None:
         """Seconds to wait before trying the same deployment again, or None to move on."""
-        if retry >= routing.retries or probe:
+        if retry >= routing.retries or single_try:
             return None
         if step is Step.RETRY_SAME:
             return backoff_delay(retry, routing.backoff_base, routing.backoff_max)
@@ -199,9 +211,8 @@ class Executor:
             self.stats.finished(name, (time.perf_counter() - started) * 1000, ok=False)
             attempt.status, attempt.error = "error", "cancelled"
             raise
-        except Exception as exc:  # an adapter bug: fall back like an upstream fault, never leak a traceback
-            log.exception("provider %s raised an unexpected error", deployment.provider)
-            error = ProviderError(f"{deployment.provider} failed: {type(exc).__name__}")
+        except Exception as exc:  # a bug of ours: never blamed on the deployment, never a traceback to the client
+            error = self._adapter_failed(deployment.provider, exc)
         else:
             attempt.status = "ok"
             attempt.latency_ms = (time.perf_counter() - started) * 1000
@@ -209,15 +220,32 @@ class Executor:
                 self.stats.finished(name, attempt.latency_ms, ok=True)
             if probe:
                 await self._probe_passed(name)
+            elif due := self.breaker.answered(name):  # a local count; sent on about once a second
+                await self._send_answered(name, due, ctx.snapshot.spec.routing.cooldown)
             return result
         attempt.status, attempt.error = "error", error.message
         attempt.latency_ms = (time.perf_counter() - started) * 1000
         self.stats.finished(name, attempt.latency_ms, ok=False)
-        if is_upstream_fault(error):
+        if isinstance(error, NotForwarded):
+            if probe:
+                await self._release_probe(name)  # no verdict: the upstream never saw the request
+        elif is_upstream_fault(error):
             await self.count_fault(name, ctx.snapshot.spec.routing.cooldown, probe)
         elif probe:
             await self._probe_passed(name)  # the upstream answered; the fault was in the request
+        elif due := self.breaker.answered(name):  # the upstream answered well; the fault was in the request
+            await self._send_answered(name, due, ctx.snapshot.spec.routing.cooldown)
         raise error
+
+    def _adapter_failed(self, provider: str, exc: Exception) -> AdapterFailed:
+        """Log an adapter's unexpected exception with its traceback (at most one per ``LOG_INTERVAL_SECONDS``
+        whatever the adapter, so never once per attempt) and make it our internal error."""
+        held = self._log.allow("adapter bug")
+        if held is not None:
+            log.error("provider %s raised an unexpected error (a bug of ours, not the upstream's)%s", provider,
+                      held_note(held), exc_info=exc)
+        return AdapterFailed(f"internal error while calling provider {provider} ({type(exc).__name__}); "
+                             "the router's log has the details")
 
     # -- cooldown state: never fails a request -----------------------------------------------------
     async def _view(self, names: list[str]) -> BreakerView:
@@ -234,11 +262,23 @@ class Executor:
             log.exception("cooldown probe claim failed for %s; letting the request through", name)
             return True
 
-    async def count_fault(self, name: str, spec: CooldownSpec, probe: bool) -> None:
+    async def count_fault(self, name: str, spec: CooldownSpec, probe: bool, counted: bool = False) -> None:
         try:
-            await self.breaker.failed(name, spec, probe=probe)
+            await self.breaker.failed(name, spec, probe=probe, counted=counted)
         except Exception:
             log.exception("cooldown state not updated for %s", name)
+
+    async def _send_answered(self, name: str, count: int, spec: CooldownSpec) -> None:
+        try:
+            await self.breaker.send_answered(name, count, spec)
+        except Exception:
+            log.exception("cooldown state not updated for %s", name)
+
+    async def _release_probe(self, name: str) -> None:
+        try:
+            await self.breaker.release_probe(name)
+        except Exception:
+            log.exception("cooldown probe of %s not released", name)
 
     async def _probe_passed(self, name: str) -> None:
         try:
@@ -305,7 +345,7 @@ class TrackedStream:
         self._done = True
         self._executor.stats.finished(self._name, (time.perf_counter() - self._started) * 1000, ok=ok)
         if error is not None and is_upstream_fault(error):
-            await self._executor.count_fault(self._name, self._cooldown, probe=False)
+            await self._executor.count_fault(self._name, self._cooldown, probe=False, counted=True)
         await close_stream(self._iterator)
 
 

@@ -13,6 +13,8 @@ Pure: errors in, decisions out. The executor does the waiting and the calling.
     ContentRefused                           next                              no
     ContextWindowExceeded                    next with a larger context window  no
     UpstreamBadRequest (caller's mistake)    stop: returned at once            no
+    RequestNotForwardable (cannot encode)    stop: 400 at once                 no (never reached it)
+    AdapterFailed (a bug of ours)            next; 500 when every one fails    no (never reached it)
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ models:
   b-only: [b]
 routing:
   retries: 0
-  cooldown: {{failures: 2, window_seconds: 30, cooldown_seconds: {COOLDOWN}}}
+  cooldown: {{failures: 2, min_requests: 2, window_seconds: 30, cooldown_seconds: {COOLDOWN}}}
 """)
 
 
@@ -150,7 +150,7 @@ def test_only_one_probe_at_a_time_when_half_open():
 
     async def scenario() -> None:
         breaker = CircuitBreaker(MemoryCounters())
-        spec = CooldownSpec(failures=1, window_seconds=10, cooldown_seconds=0.05)
+        spec = CooldownSpec(failures=1, min_requests=1, window_seconds=10, cooldown_seconds=0.05)
         assert await breaker.failed("a", spec) is True
         assert (await breaker.view(["a", "b"])).cooling == ["a"]
         await asyncio.sleep(0.1)

@@ -78,9 +78,14 @@ class DeploymentSpec(Strict):
 
 
 class CooldownSpec(Strict):
-    """Circuit breaker: ``failures`` upstream faults within ``window_seconds`` cool a deployment down."""
+    """Circuit breaker: within ``window_seconds``, at least ``min_requests`` attempts of which a share of at
+    least ``failure_ratio`` (and never fewer than ``failures``) were upstream faults cool a deployment down.
 
-    failures: int = Field(default=3, ge=1)
+    A ratio, not a bare count, so that a busy deployment with a few errors stays in service."""
+
+    failures: int = Field(default=3, ge=1, description="Fewest upstream faults that can open the breaker.")
+    failure_ratio: float = Field(default=0.5, gt=0, le=1, description="Share of attempts that were faults.")
+    min_requests: int = Field(default=10, ge=1, description="Fewest attempts in the window for a ratio to count.")
     window_seconds: float = Field(default=30.0, gt=0)
     cooldown_seconds: float = Field(default=30.0, gt=0)
 

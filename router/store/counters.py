@@ -38,6 +38,10 @@ class Counters(Protocol):
 
     async def add(self, key: str, amount: float, ttl: float) -> float: ...
 
+    async def add_many(self, keys: Sequence[str], amounts: Sequence[float], ttl: float) -> list[float]:
+        """Add to several counters at once (one round trip), each starting its window on its first write."""
+        ...
+
     async def take(self, gates: Sequence[Gate]) -> Refusal | None: ...
 
     async def get_many(self, keys: list[str]) -> list[float]: ...
@@ -90,6 +94,9 @@ class MemoryCounters:
         self._sweep()
         return value
 
+    async def add_many(self, keys: Sequence[str], amounts: Sequence[float], ttl: float) -> list[float]:
+        return [await self.add(key, amount, ttl) for key, amount in zip(keys, amounts, strict=True)]
+
     async def take(self, gates: Sequence[Gate]) -> Refusal | None:
         """Check every gate, then add to all of them or to none (atomic: no await in between)."""
         for index, gate in enumerate(gates):
@@ -131,6 +138,16 @@ if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) 
 return value
 """
 
+# The same over several counters in one round trip. KEYS: the counters; ARGV: ttl_ms, then one amount per key.
+_ADD_MANY_SCRIPT = """
+local values = {}
+for i, key in ipairs(KEYS) do
+  values[i] = redis.call('INCRBYFLOAT', key, ARGV[i + 1])
+  if redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[1]) end
+end
+return values
+"""
+
 # All or nothing over several caps in one round trip. KEYS: the counters; ARGV: amount, limit, ttl_ms per key.
 # Returns {} when every gate passed (and was added to), else {index (1-based), value, pttl} of the first refusal.
 _TAKE_SCRIPT = """
@@ -163,6 +180,7 @@ class RedisCounters:
                                         health_check_interval=15, decode_responses=True)
         self._add = self._redis.register_script(_ADD_SCRIPT)
         self._take = self._redis.register_script(_TAKE_SCRIPT)
+        self._add_many = self._redis.register_script(_ADD_MANY_SCRIPT)
 
     async def _call(self, coro: Any) -> Any:
         from redis.exceptions import RedisError
@@ -175,6 +193,11 @@ class RedisCounters:
     async def add(self, key: str, amount: float, ttl: float) -> float:
         value = await self._call(self._add(keys=[self.prefix + key], args=[amount, max(1, int(ttl * 1000))]))
         return float(value)
+
+    async def add_many(self, keys: Sequence[str], amounts: Sequence[float], ttl: float) -> list[float]:
+        args: list[float | int] = [max(1, int(ttl * 1000)), *amounts]
+        values = await self._call(self._add_many(keys=[self.prefix + key for key in keys], args=args))
+        return [float(v) for v in values]
 
     async def take(self, gates: Sequence[Gate]) -> Refusal | None:
         """Check and add in one atomic script, so replicas cannot all slip under a cap at once."""
