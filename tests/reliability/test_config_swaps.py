@@ -52,7 +52,7 @@ def _served(router: RouterProcess) -> str:
 def test_config_swaps_under_load_fail_no_request(upstream: FakeUpstream, tmp_path: Path) -> None:
     router, path = _router(upstream, tmp_path)
     router.start()
-    swaps = size(24, 200)
+    swaps = size(15, 100)
     refused = 0
     try:
         with load.BackgroundLoad(router.url, lambda i: load.chat_body(stream=i % 4 == 0), 1_000_000,
@@ -89,7 +89,7 @@ def test_a_write_that_lands_during_a_reload_is_loaded(upstream: FakeUpstream, tm
     router, path = _router(upstream, tmp_path)
     router.start()
     try:
-        for round_ in range(size(5, 20)):
+        for round_ in range(size(3, 20)):
             path.write_text(_config(upstream.openai_base_url, f"a{round_}"))
             time.sleep(0.06)  # the watcher sees this one and starts reloading ...
             path.write_text(_config(upstream.openai_base_url, f"b{round_}"))  # ... while this lands

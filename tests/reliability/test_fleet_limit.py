@@ -41,7 +41,7 @@ async def _both(urls: list[str], each: int) -> list[load.LoadReport]:
 
 
 def test_a_shared_limit_admits_exactly_n_across_two_replicas(upstream: FakeUpstream, tmp_path: Path) -> None:
-    limit, each = size(120, 600), size(400, 28_000)
+    limit, each = size(60, 600), size(150, 5_000)
     config = write_config(_config(upstream.openai_base_url, limit), str(tmp_path))
     with proxied_stores() as stores:  # the proxies stay in "pass": the same path as the outage trials
         env = {**stores.env, "AGENT_ROUTER_WATCH_CONFIG": "false"}

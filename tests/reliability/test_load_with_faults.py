@@ -54,7 +54,7 @@ def _mixed(i: int) -> dict[str, Any]:
 
 def test_a_flapping_primary_with_a_healthy_backup_fails_almost_nothing(
         upstream: FakeUpstream, start_router: Callable[..., RouterServer]) -> None:
-    total = size(600, 40_000)
+    total = size(400, 10_000)
     schedule = flapping(total, fault_rate=0.05, seed=11, hang_seconds=HANG)
     upstream.queue("up-primary", *schedule)
     router = start_router(_config(upstream))
@@ -78,7 +78,7 @@ def _victim_load(router: RouterServer, total: int) -> load.LoadReport:
 @pytest.mark.xfail(strict=False, reason="issue 11 items 1 and 6: nesting limit and tool caps, fixed on branch H1")
 def test_one_hostile_agent_cannot_raise_another_agents_failures_or_latency(
         upstream: FakeUpstream, start_router: Callable[..., RouterServer]) -> None:
-    victims = size(400, 5_000)
+    victims = size(200, 2_000)
     # The primary flaps a little (a 2% backup-worthy fault rate): fine as long as its breaker is its own.
     upstream.queue("up-primary", *flapping(3 * victims, fault_rate=0.01, seed=6, hang_seconds=HANG))
     router = start_router(_config(upstream))
@@ -90,7 +90,7 @@ def test_one_hostile_agent_cannot_raise_another_agents_failures_or_latency(
     def attack() -> None:
         with httpx.Client(base_url=router.url, timeout=DEADLINE + 20,
                           headers={"authorization": f"Bearer {HOSTILE_KEY}"}) as client:
-            for i in range(size(40, 400)):
+            for i in range(size(8, 200)):
                 if done.is_set():
                     return
                 body = deeply_nested(200) if i % 2 == 0 else many_tools(10_000, salt=f"{i}_")

@@ -38,7 +38,7 @@ def _mixed(i: int) -> dict[str, object]:
 
 
 def _load_then(router: RouterProcess, sig: signal.Signals) -> tuple[load.LoadReport, int | None, float, float]:
-    before = size(300, 5_000)
+    before = size(150, 3_000)
     with load.BackgroundLoad(router.url, _mixed, 10 * before, concurrency=16, hang_guard=60) as running:
         assert wait_until(lambda: running.answered() >= before, timeout=300), "the load never got going"
         signalled = time.monotonic()

@@ -62,7 +62,7 @@ def _assert_served_through(report: load.LoadReport) -> None:
 
 @pytest.mark.xfail(strict=False, reason="issue 11 item 4: a Redis connection reset answered 500, fixed on branch H3")
 def test_stores_refused_and_reset_under_load(upstream: FakeUpstream, tmp_path: Path) -> None:
-    faults = size(6, 40)
+    faults = size(4, 30)
     with proxied_stores() as stores:
         router = _router(upstream, tmp_path, stores).start()
         try:
@@ -100,17 +100,17 @@ def test_a_database_blackhole_bounds_shutdown_and_loses_no_record(upstream: Fake
         router = _router(upstream, tmp_path, stores).start()
         try:
             with load.BackgroundLoad(router.url, _mixed, 10_000_000, concurrency=12, hang_guard=DEADLINE + 30) as run:
-                assert wait_until(lambda: run.answered() >= 100, timeout=60)
+                assert wait_until(lambda: run.answered() >= 50, timeout=60)
                 stores.postgres.set_mode("blackhole")
                 blackholed = run.answered()
-                assert wait_until(lambda: run.answered() >= blackholed + size(200, 5_000), timeout=300)
+                assert wait_until(lambda: run.answered() >= blackholed + size(100, 3_000), timeout=300)
                 with httpx.Client(base_url=router.url, timeout=30) as http:
                     ready = http.get("/readyz", headers={"authorization": f"Bearer {ADMIN_KEY}"})
                 report = run.stop()
-            code, seconds = signal_and_wait(router, signal.SIGTERM, hang_guard=DRAIN_TIMEOUT + 30)
+            code, seconds = signal_and_wait(router, signal.SIGTERM, hang_guard=DRAIN_TIMEOUT + 12)
             stores.postgres.set_mode("pass")
             router.start()  # the next start replays what the last shutdown could not write
-            wait_until(lambda: report.answered_ids() <= recorded_request_ids(stores.database_url), 20)
+            wait_until(lambda: report.answered_ids() <= recorded_request_ids(stores.database_url), 10)
         finally:
             router.stop()
         recorded = recorded_request_ids(stores.database_url)
@@ -119,7 +119,7 @@ def test_a_database_blackhole_bounds_shutdown_and_loses_no_record(upstream: Fake
           f"{len(answered - recorded)} records missing; readyz {ready.status_code} {ready.text[:300]}")
     _assert_served_through(report)
     assert ready.status_code == 503 or ready.json()["status"] != "ready", ready.text
-    assert code is not None, f"SIGTERM did not end the process within {DRAIN_TIMEOUT + 30}s"
+    assert code is not None, f"SIGTERM did not end the process within {DRAIN_TIMEOUT + 12}s"
     assert seconds <= DRAIN_TIMEOUT + 10
     assert answered <= recorded, f"{len(answered - recorded)} answered requests have no record"
 
@@ -130,13 +130,13 @@ def test_a_redis_blackhole_hangs_no_request(upstream: FakeUpstream, tmp_path: Pa
         router = _router(upstream, tmp_path, stores).start()
         try:
             with load.BackgroundLoad(router.url, _mixed, 10_000_000, concurrency=12, hang_guard=DEADLINE + 30) as run:
-                assert wait_until(lambda: run.answered() >= 100, timeout=60)
+                assert wait_until(lambda: run.answered() >= 50, timeout=60)
                 stores.redis.set_mode("blackhole")
-                time.sleep(size(3, 20))
+                time.sleep(size(2, 20))
                 stores.redis.set_mode("pass")
                 time.sleep(1.0)
                 report = run.stop()
-            code, seconds = signal_and_wait(router, signal.SIGTERM, hang_guard=DRAIN_TIMEOUT + 30)
+            code, seconds = signal_and_wait(router, signal.SIGTERM, hang_guard=DRAIN_TIMEOUT + 12)
         finally:
             router.stop()
     print(f"\nRedis blackhole: {report.summary()}; shutdown {seconds:.2f}s")
