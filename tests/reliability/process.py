@@ -9,6 +9,9 @@ from pathlib import Path
 from router.store.database import Database
 from tests.harness import RouterProcess
 
+STARTUP = 60.0
+"""Hang guard for a router process to become healthy: several start at once on a shared, loaded machine."""
+
 
 def rss_mb(router: RouterProcess) -> float:
     """Resident memory of the router process, from ``/proc`` (Linux)."""

@@ -15,6 +15,7 @@ from tests.configs import with_test_identity
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import RouterProcess, wait_until, write_config
 from tests.reliability import load
+from tests.reliability.process import STARTUP
 from tests.reliability.scale import size
 
 pytestmark = pytest.mark.reliability
@@ -51,7 +52,7 @@ def _served(router: RouterProcess) -> str:
 
 def test_config_swaps_under_load_fail_no_request(upstream: FakeUpstream, tmp_path: Path) -> None:
     router, path = _router(upstream, tmp_path)
-    router.start()
+    router.start(STARTUP)
     swaps = size(15, 100)
     refused = 0
     try:
@@ -87,7 +88,7 @@ def test_config_swaps_under_load_fail_no_request(upstream: FakeUpstream, tmp_pat
                    "fixed on branch H5")
 def test_a_write_that_lands_during_a_reload_is_loaded(upstream: FakeUpstream, tmp_path: Path) -> None:
     router, path = _router(upstream, tmp_path)
-    router.start()
+    router.start(STARTUP)
     try:
         for round_ in range(size(3, 20)):
             path.write_text(_config(upstream.openai_base_url, f"a{round_}"))

@@ -14,7 +14,7 @@ from tests.configs import TEST_KEY_HASH
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import RouterProcess, write_config
 from tests.reliability import load
-from tests.reliability.process import recorded_request_ids
+from tests.reliability.process import STARTUP, recorded_request_ids
 from tests.reliability.scale import size
 from tests.reliability.stores import proxied_stores
 
@@ -57,7 +57,7 @@ def test_a_shared_limit_admits_exactly_n_across_two_replicas(upstream: FakeUpstr
     config = write_config(_config(upstream.openai_base_url, limit), str(tmp_path))
     with proxied_stores() as stores:  # the proxies stay in "pass": the same path as the outage trials
         env = {**stores.env, "AGENT_ROUTER_WATCH_CONFIG": "false"}
-        replicas = [RouterProcess(config, env=env).start() for _ in range(2)]
+        replicas = [RouterProcess(config, env=env).start(STARTUP) for _ in range(2)]
         try:
             reports = asyncio.run(_both([r.url for r in replicas], each))
         finally:

@@ -14,7 +14,7 @@ from tests.configs import openai_config
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import RouterProcess, write_config
 from tests.reliability import load
-from tests.reliability.process import rss_mb
+from tests.reliability.process import STARTUP, rss_mb
 from tests.reliability.scale import FULL, size
 
 pytestmark = pytest.mark.reliability
@@ -37,7 +37,7 @@ def _never_repeating(offset: int) -> Any:
 
 def test_never_repeating_names_do_not_grow_memory(upstream: FakeUpstream, tmp_path: Path) -> None:
     config = write_config(openai_config(upstream.openai_base_url), str(tmp_path))
-    router = RouterProcess(config, env={"AGENT_ROUTER_WATCH_CONFIG": "false"}).start()
+    router = RouterProcess(config, env={"AGENT_ROUTER_WATCH_CONFIG": "false"}).start(STARTUP)
     total = size(800, 20_000)
     try:
         warm = load.run(router.url, _never_repeating(0), WARM_UP, concurrency=8)

@@ -16,7 +16,7 @@ from tests.configs import openai_config
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import RouterProcess, wait_until, write_config
 from tests.reliability import load
-from tests.reliability.process import recorded_request_ids, signal_and_wait
+from tests.reliability.process import STARTUP, recorded_request_ids, signal_and_wait
 from tests.reliability.scale import size
 
 pytestmark = pytest.mark.reliability
@@ -48,7 +48,7 @@ def _load_then(router: RouterProcess, sig: signal.Signals) -> tuple[load.LoadRep
 
 
 def test_sigterm_mid_load_keeps_every_answered_request_record(upstream: FakeUpstream, tmp_path: Path) -> None:
-    router = _router(upstream, tmp_path).start()
+    router = _router(upstream, tmp_path).start(STARTUP)
     try:
         report, code, seconds, _ = _load_then(router, signal.SIGTERM)
     finally:
@@ -63,7 +63,7 @@ def test_sigterm_mid_load_keeps_every_answered_request_record(upstream: FakeUpst
 
 
 def test_sigkill_mid_load_loses_at_most_the_last_flush_interval(upstream: FakeUpstream, tmp_path: Path) -> None:
-    router = _router(upstream, tmp_path).start()
+    router = _router(upstream, tmp_path).start(STARTUP)
     try:
         report, code, _, killed_at = _load_then(router, signal.SIGKILL)
     finally:

@@ -15,7 +15,7 @@ from tests.configs import TEST_KEY_HASH
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import RouterProcess, wait_until, write_config
 from tests.reliability import load
-from tests.reliability.process import recorded_request_ids, signal_and_wait
+from tests.reliability.process import STARTUP, recorded_request_ids, signal_and_wait
 from tests.reliability.scale import size
 from tests.reliability.stores import ProxiedStores, proxied_stores
 
@@ -64,7 +64,7 @@ def _assert_served_through(report: load.LoadReport) -> None:
 def test_stores_refused_and_reset_under_load(upstream: FakeUpstream, tmp_path: Path) -> None:
     faults = size(4, 30)
     with proxied_stores() as stores:
-        router = _router(upstream, tmp_path, stores).start()
+        router = _router(upstream, tmp_path, stores).start(STARTUP)
         try:
             with load.BackgroundLoad(router.url, _mixed, 10_000_000, concurrency=12, hang_guard=DEADLINE + 30) as run:
                 for fault in range(faults):
@@ -97,7 +97,7 @@ def test_stores_refused_and_reset_under_load(upstream: FakeUpstream, tmp_path: P
                    "/readyz truth, fixed on branch H3")
 def test_a_database_blackhole_bounds_shutdown_and_loses_no_record(upstream: FakeUpstream, tmp_path: Path) -> None:
     with proxied_stores() as stores:
-        router = _router(upstream, tmp_path, stores).start()
+        router = _router(upstream, tmp_path, stores).start(STARTUP)
         try:
             with load.BackgroundLoad(router.url, _mixed, 10_000_000, concurrency=12, hang_guard=DEADLINE + 30) as run:
                 assert wait_until(lambda: run.answered() >= 50, timeout=60)
@@ -109,7 +109,7 @@ def test_a_database_blackhole_bounds_shutdown_and_loses_no_record(upstream: Fake
                 report = run.stop()
             code, seconds = signal_and_wait(router, signal.SIGTERM, hang_guard=DRAIN_TIMEOUT + 12)
             stores.postgres.set_mode("pass")
-            router.start()  # the next start replays what the last shutdown could not write
+            router.start(STARTUP)  # the next start replays what the last shutdown could not write
             wait_until(lambda: report.answered_ids() <= recorded_request_ids(stores.database_url), 10)
         finally:
             router.stop()
@@ -127,7 +127,7 @@ def test_a_database_blackhole_bounds_shutdown_and_loses_no_record(upstream: Fake
 @pytest.mark.xfail(strict=False, reason="issue 11 item 3: socket timeouts on every Redis call, fixed on branch H3")
 def test_a_redis_blackhole_hangs_no_request(upstream: FakeUpstream, tmp_path: Path) -> None:
     with proxied_stores() as stores:
-        router = _router(upstream, tmp_path, stores).start()
+        router = _router(upstream, tmp_path, stores).start(STARTUP)
         try:
             with load.BackgroundLoad(router.url, _mixed, 10_000_000, concurrency=12, hang_guard=DEADLINE + 30) as run:
                 assert wait_until(lambda: run.answered() >= 50, timeout=60)
