@@ -57,8 +57,10 @@ def test_a_shared_limit_admits_exactly_n_across_two_replicas(upstream: FakeUpstr
     config = write_config(_config(upstream.openai_base_url, limit), str(tmp_path))
     with proxied_stores() as stores:  # the proxies stay in "pass": the same path as the outage trials
         env = {**stores.env, "AGENT_ROUTER_WATCH_CONFIG": "false"}
-        replicas = [RouterProcess(config, env=env).start(STARTUP) for _ in range(2)]
+        replicas = [RouterProcess(config, env=env) for _ in range(2)]
         try:
+            for replica in replicas:  # started inside the try: one that started is stopped even if the other fails
+                replica.start(STARTUP)
             reports = asyncio.run(_both([r.url for r in replicas], each))
         finally:
             codes = [r.stop() for r in replicas]
