@@ -201,6 +201,8 @@ def from_context(ctx: RequestContext, status: str, now: float | None = None,
             error = error or served.error
         if http_status is None:
             http_status = 500
+        if error:
+            error = ctx.snapshot.redactor(error)  # a second line of defence: the executor masked it already
     spec = ctx.snapshot.deployments.get(served.deployment) if served is not None else None
     prompt, completion, cached = token_counts(ctx.usage)
     if spec is not None:
@@ -218,12 +220,13 @@ def from_context(ctx: RequestContext, status: str, now: float | None = None,
     rows: list[Row] = [(now, utc_day(now), "request", *who, *where, final_status, http_status, error,
                         _millis(latency_ms), *charged, *tail)]
     last = len(attempts)
+    redact = ctx.snapshot.redactor
     for number, attempt in enumerate(attempts, start=1):
         started = attempt.started
         tokens = charged if number == last else (0, 0, 0, 0, _flag(_price_known(ctx, attempt.deployment)), 0)
         rows.append((started, utc_day(started), "attempt", request_id, number, agent, role, rule, requested,
                      attempt.deployment, attempt.provider, attempt.model, "ok" if attempt.status == "ok" else "error",
-                     None, attempt.error, _millis(attempt.latency_ms), *tokens, *tail))
+                     None, attempt.error and redact(attempt.error), _millis(attempt.latency_ms), *tokens, *tail))
     finished = FinishedRequest(rows, ctx.audit_events, deployment=spec)
     if ctx.usage is None and spec is not None and served is not None and _answered(ctx, final_status):
         finished.estimate = Estimate(payload=ctx.payload, model=served.model, text=ctx.extra.get(TEXT_KEY),
