@@ -4,14 +4,15 @@ Some providers echo the key or the request headers they were sent on a 401; that
 agent's error body nor a usage row nor a log line. A :class:`Redactor` masks two kinds of secret:
 
 - every configured secret value it was given (provider keys and credential headers, the admin and audit keys,
-  database and Redis passwords: see :func:`secrets_of`), wherever it appears;
+  database and Redis passwords: see :func:`router_redactor`), wherever it appears;
 - anything shaped like a credential: ``Bearer <token>``, ``sk-...`` / ``sk-ant-...``, the router's own ``ar-...``
   keys, AWS and Google key ids, JWTs, the value after ``x-api-key:``, ``api_key=``, ``password=``..., and
-  tokens with a run of 24 or more letters and digits that mixes upper case, lower case and digits (random keys
-  do; words, model names like ``Llama-3.1-70B-Instruct``, hex digests and UUIDs do not).
+  tokens of 32 or more characters with a run of 16 letters and digits that mix upper case, lower case and
+  digits (random keys do; words, model names like ``Llama-3.1-70B-Instruct``, hex digests and UUIDs do not).
 
-Everything is one compiled regular expression, so the usual text (no secret) costs one ``search``. Masks are
-``***``; the name before a keyed value (``x-api-key: ***``) is kept so the message still says what was there.
+Each shape's regular expression runs only when a word it needs is in the text, so the usual text (no secret)
+costs a few substring tests. Masks are ``***``; the name before a keyed value (``x-api-key: ***``) is kept so
+the message still says what was there.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class Redactor:
                                     key=len, reverse=True))
         """Longest first, so a value that contains another is masked whole."""
         self.count = len(self._values)
-        """How many configured values it masks (for tests and the startup log)."""
+        """How many configured values it masks."""
 
     def __call__(self, text: str) -> str:
         """``text`` with every secret masked; the same object when there is none (the usual case)."""
@@ -77,7 +78,7 @@ class Redactor:
         for words, pattern in _RULES:
             if any(word in low for word in words):
                 masked = pattern.sub(_mask_value, masked)
-        if max(map(len, masked.split()), default=0) >= _LONG_CHARS:  # split is C; a regex scan costs 2x more
+        if max(map(len, masked.split()), default=0) >= _LONG_CHARS:  # cheaper than scanning with the regex
             masked = _LONG.sub(_mask_long, masked)
         return text if masked == text else masked
 
@@ -125,7 +126,7 @@ class RedactingFilter(logging.Filter):
 
 
 LOG_FILTER = RedactingFilter()
-_LOGGER_NAMES = ("agent_router", "uvicorn.error", "providers")
+_LOGGER_ROOTS = ("agent_router", "providers")
 
 
 def protect_logs(redactor: Redactor) -> None:
@@ -134,9 +135,8 @@ def protect_logs(redactor: Redactor) -> None:
     A logger's filter applies to the records logged on that logger only, so it is added to each existing logger
     under those names; loggers are created at import, before the app starts."""
     LOG_FILTER.redactor = redactor
-    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
-               if name.split(".", 1)[0] in ("agent_router", "providers") or name in _LOGGER_NAMES]
-    for logger in [*loggers, *(logging.getLogger(name) for name in _LOGGER_NAMES)]:
+    names = {name for name in list(logging.root.manager.loggerDict) if name.split(".", 1)[0] in _LOGGER_ROOTS}
+    for logger in map(logging.getLogger, sorted(names | {*_LOGGER_ROOTS, "uvicorn.error"})):
         if LOG_FILTER not in logger.filters:
             logger.addFilter(LOG_FILTER)
 
