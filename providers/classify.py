@@ -22,6 +22,7 @@ from router.errors import (
     UpstreamServerError,
     UpstreamTimeout,
 )
+from router.redact import PATTERNS_ONLY
 
 _CONTEXT_MARKERS = (
     "context_length_exceeded",
@@ -78,6 +79,7 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
 def classify(status: int, body: bytes | str | None, headers: Mapping[str, str] | None = None,
              provider: str = "upstream") -> ProviderError:
     message, text = error_message(body)
+    message = PATTERNS_ONLY(message)  # a credential echoed by the upstream; the router masks its own keys too
     where = f"{provider} returned {status}"
     detail = f"{where}: {message}" if message else where
     if status == 429:

@@ -25,6 +25,7 @@ from router.errors import (
     UpstreamServerError,
     UpstreamTimeout,
 )
+from router.redact import PATTERNS_ONLY
 
 # "litellm.BadRequestError: litellm.ContextWindowExceededError: AnthropicError - {...}" -> "{...}"
 _PREFIX = re.compile(r"^(?:litellm\.\w+:\s*)+(?:\w+(?:Exception|Error)\s+-\s+)?")
@@ -97,7 +98,7 @@ def to_provider_error(exc: BaseException, provider: str) -> ProviderError:
     if isinstance(exc, lx.MidStreamFallbackError) and isinstance(original, BaseException):
         return to_provider_error(original, provider)
     text = upstream_text(exc)
-    message = error_message(text)[0] or type(exc).__name__
+    message = PATTERNS_ONLY(error_message(text)[0]) or type(exc).__name__  # no echoed credential (see classify)
     status = _status(exc)
     headers = response_headers(exc)
     got_response = bool(headers)

@@ -41,6 +41,7 @@ from router.errors import (
 from router.fallback_policy import Failure, Skip, Step, backoff_delay, final_error, is_upstream_fault, next_step
 from router.log_throttle import LogThrottle, held_note
 from router.plan import RoutePlan
+from router.redact import PATTERNS_ONLY, Redactor
 from router.store.counters import Counters, MemoryCounters
 
 log = logging.getLogger("agent_router.executor")
@@ -101,7 +102,7 @@ class Executor:
                 await close_stream(iterator)
                 raise
             tracked = TrackedStream(self, name, iterator, batched, chat.timeout, ctx.snapshot.spec.routing.cooldown,
-                                    began)
+                                    began, ctx.snapshot.redactor)
             if type(first) is LastBatch:  # the whole answer came in the first read
                 await tracked.ended_well()
             return (first if batched else [first]), tracked
@@ -203,7 +204,7 @@ class Executor:
         try:
             result = await call(name, provider, chat, limit)
         except ProviderError as exc:
-            error = exc
+            error = masked(exc, ctx.snapshot.redactor)
         except TimeoutError:
             why = "the request deadline" if limit < chat.timeout else f"its timeout of {limit:g}s"
             error = UpstreamTimeout(f"{deployment.provider} did not answer before {why}")
@@ -295,7 +296,8 @@ class TrackedStream:
     lets through as ``TimeoutError`` is still reported as a stalled stream."""
 
     def __init__(self, executor: Executor, name: str, iterator: AsyncIterator[Any], batched: bool,
-                 chunk_timeout: float, cooldown: CooldownSpec, started: float) -> None:
+                 chunk_timeout: float, cooldown: CooldownSpec, started: float,
+                 redactor: Redactor = PATTERNS_ONLY) -> None:
         self._executor = executor
         self._name = name
         self._iterator = iterator
@@ -303,6 +305,7 @@ class TrackedStream:
         self._chunk_timeout = chunk_timeout
         self._cooldown = cooldown
         self._started = started
+        self._redactor = redactor
         self._done = False
 
     def __aiter__(self) -> TrackedStream:
@@ -326,7 +329,7 @@ class TrackedStream:
             await self._end(ok=False, error=stalled)
             raise stalled from None
         except ProviderError as exc:
-            await self._end(ok=False, error=exc)
+            await self._end(ok=False, error=masked(exc, self._redactor))
             raise
         except BaseException:
             await self._end(ok=False)
@@ -347,6 +350,16 @@ class TrackedStream:
         if error is not None and is_upstream_fault(error):
             await self._executor.count_fault(self._name, self._cooldown, probe=False, counted=True)
         await close_stream(self._iterator)
+
+
+def masked(error: ProviderError, redactor: Redactor) -> ProviderError:
+    """``error`` with the secrets in its message masked, in place: an upstream may echo our key in its error
+    text, which would otherwise reach the agent, the usage rows and the logs. One regex search when clean."""
+    message = redactor(error.message)
+    if message is not error.message:
+        error.message = message
+        error.args = (message,)
+    return error
 
 
 def _timeout(ctx: RequestContext, deployment: DeploymentSpec) -> float:

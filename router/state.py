@@ -6,6 +6,7 @@ The snapshot is swapped as one reference on reload; a request reads ``state.snap
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from router.ledger import Ledger
 from router.ledger.audit_trail import AuditTrail
 from router.limits import Limits
 from router.provider_pool import ProviderPool
+from router.redact import protect_logs, router_redactor
 from router.settings import Settings
 from router.store.counters import Counters, build_counters
 from router.store.database import Database
@@ -41,7 +43,7 @@ class RouterState:
     def __init__(self, settings: Settings, snapshot: Snapshot) -> None:
         self.settings = settings
         self.pool = ProviderPool()
-        self.snapshot = self.pool.bind(snapshot)
+        self.snapshot = self._bind(snapshot)
         self.stats = DeploymentStats()
         self.counters: Counters = build_counters(settings.redis_url, settings.redis_prefix)
         self.database = Database(settings.database_url)
@@ -76,7 +78,7 @@ class RouterState:
                 log.error("config reload refused; the previous config keeps serving:\n%s", exc)
                 raise
             try:
-                bound = self.pool.bind(snapshot)
+                bound = self._bind(snapshot)
                 await warm_up(bound)
             except Exception as exc:
                 self._reload_failed(f"{type(exc).__name__}: {exc}")
@@ -86,6 +88,12 @@ class RouterState:
             self.last_reload_error = self.last_reload_failed_at = None
             log.info("config reloaded (version %s)", snapshot.version)
             return self.snapshot
+
+    def _bind(self, snapshot: Snapshot) -> Snapshot:
+        """The snapshot with its live adapters and its redactor; the router's log lines mask its secrets too."""
+        redactor = router_redactor(self.settings, snapshot.provider_specs.values())
+        protect_logs(redactor)
+        return dataclasses.replace(self.pool.bind(snapshot), redactor=redactor)
 
     def finish(self, ctx: RequestContext, status: str) -> None:
         """Called exactly once per request when it ends, success or failure. Never blocks."""

@@ -81,8 +81,9 @@ def truncate(db: str, keep: int, *, head: bool) -> None:
 
 
 def readyz(router: Any) -> dict[str, Any]:
+    """The checks are shown to the admin key only."""
     with httpx.Client(base_url=router.url, timeout=10) as http:
-        body: dict[str, Any] = http.get("/readyz").json()
+        body: dict[str, Any] = http.get("/readyz", headers={"x-admin-key": router.settings.admin_key}).json()
         return body
 
 

@@ -186,8 +186,9 @@ def test_a_record_refused_even_escaped_is_counted_and_logged_never_silent(upstre
                                                                           db: str, caplog: Any) -> None:
     """A database rule refuses one request's records whatever their form: the others are written, that one is
     logged at ERROR with its request id and counted in /readyz."""
-    router = start_router(ledger_config(upstream.openai_base_url), database_url=db, ledger_flush_interval=0.05)
-    http = router.http()
+    router = start_router(ledger_config(upstream.openai_base_url), database_url=db, ledger_flush_interval=0.05,
+                          admin_key="adm")
+    http = router.http(headers={"x-admin-key": "adm"})  # /readyz shows its checks to the admin key only
     with usage_rows_refused(db, "{row}requested_model = 'known'"):
         caplog.set_level(logging.ERROR, logger="agent_router.ledger")
         client = router.client()
@@ -208,8 +209,9 @@ def test_a_record_refused_even_escaped_is_counted_and_logged_never_silent(upstre
 def test_a_database_refusing_every_record_keeps_them_queued_until_it_accepts(upstream: Any, start_router: Any,
                                                                              db: str) -> None:
     """Not the records' fault (here a rule refusing every row): nothing is counted as unwritable, nothing lost."""
-    router = start_router(ledger_config(upstream.openai_base_url), database_url=db, ledger_flush_interval=0.05)
-    http = router.http()
+    router = start_router(ledger_config(upstream.openai_base_url), database_url=db, ledger_flush_interval=0.05,
+                          admin_key="adm")
+    http = router.http(headers={"x-admin-key": "adm"})
     with usage_rows_refused(db, "{row}ts >= 0"):
         for _ in range(3):
             router.client().chat.completions.create(model="paid", messages=MESSAGES)

@@ -140,7 +140,8 @@ def test_refused_requests_are_recorded_without_a_deployment(router: Any, upstrea
 
 
 def test_records_reach_the_database_in_batches_while_serving(upstream: Any, start_router: Any, db: str) -> None:
-    router = start_router(ledger_config(upstream.openai_base_url), database_url=db, ledger_flush_interval=0.05)
+    router = start_router(ledger_config(upstream.openai_base_url), database_url=db, ledger_flush_interval=0.05,
+                          admin_key="adm")
     client = router.client()
     for _ in range(3):
         client.chat.completions.create(model="paid", messages=MESSAGES)
@@ -148,7 +149,7 @@ def test_records_reach_the_database_in_batches_while_serving(upstream: Any, star
     while len(usage_rows(db, "request")) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(usage_rows(db, "request")) == 3
-    assert router.http().get("/readyz").json()["checks"]["ledger"] == "ok"
+    assert router.http(headers={"x-admin-key": "adm"}).get("/readyz").json()["checks"]["ledger"] == "ok"
 
 
 def test_sigterm_drains_every_pending_record(upstream: Any, db: str, tmp_path: Any) -> None:
@@ -190,8 +191,8 @@ def test_a_database_outage_keeps_records_in_memory_then_writes_them(upstream: An
 
     with postgres_database() as url:
         router = start_router(ledger_config(upstream.openai_base_url), database_url=url, ledger_flush_interval=0.05,
-                              ledger_max_pending=4)
-        client, http = router.client(), router.http()
+                              ledger_max_pending=4, admin_key="adm")
+        client, http = router.client(), router.http(headers={"x-admin-key": "adm"})
         client.chat.completions.create(model="paid", messages=MESSAGES)
         wait_for(lambda: len(usage_rows(url, "request")) == 1)
         name = url.rsplit("/", 1)[1]

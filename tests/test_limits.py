@@ -216,10 +216,10 @@ def test_redis_down_fails_open_by_default(upstream: FakeUpstream, start_router: 
                                           caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="agent_router.limits")
     router = start_router(limits_config(upstream.openai_base_url, role="{requests_per_minute: 1}"),
-                          **unreachable_redis())
+                          admin_key="adm", **unreachable_redis())
     for _ in range(3):
         assert ask(router).choices, "fail open: limits are not enforced, requests pass"
-    with router.http() as http:
+    with router.http(headers={"x-admin-key": "adm"}) as http:
         ready = http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "degraded"
     assert ready.json()["checks"]["limits"].startswith("degraded: redis unreachable")
@@ -245,14 +245,15 @@ def test_redis_down_fails_closed_when_configured(upstream: FakeUpstream, start_r
 def test_limits_resume_when_redis_comes_back(upstream: FakeUpstream, start_router: Callable[..., Any]) -> None:
     settings = unreachable_redis()
     port = int(settings["redis_url"].rsplit(":", 1)[1].split("/")[0])
-    router = start_router(limits_config(upstream.openai_base_url, role="{requests_per_minute: 1}"), **settings)
+    router = start_router(limits_config(upstream.openai_base_url, role="{requests_per_minute: 1}"), admin_key="adm",
+                          **settings)
     ask(router)
     ask(router)
     redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                               "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
-        with router.http() as http:
+        with router.http(headers={"x-admin-key": "adm"}) as http:
             while http.get("/readyz").json()["checks"]["limits"] != "ok (redis)":
                 assert time.monotonic() < deadline, "limits did not notice that Redis is back"
                 time.sleep(0.1)

@@ -77,11 +77,11 @@ def test_readyz_reports_a_refused_reload_until_a_good_one(upstream, start_router
     router = start_router(config(upstream.openai_base_url, "one"), admin_key="admin-secret")
     path = Path(router.settings.config)
     with router.http() as http:
-        before = http.get("/readyz").json()
+        before = http.get("/readyz", headers=ADMIN).json()
         assert before["status"] == "ready" and "config_reload" not in before["checks"]
         path.write_text(invalid_config(upstream.openai_base_url))
         assert http.post("/admin/reload", headers=ADMIN).status_code == 400
-        after = http.get("/readyz")
+        after = http.get("/readyz", headers=ADMIN)
         assert after.status_code == 200, "the old config keeps serving: still in rotation"
         body = after.json()
         assert body["status"] == "degraded" and body["checks"]["config"] == before["checks"]["config"]
@@ -92,7 +92,7 @@ def test_readyz_reports_a_refused_reload_until_a_good_one(upstream, start_router
 
         path.write_text(config(upstream.openai_base_url, "two"))
         assert http.post("/admin/reload", headers=ADMIN).status_code == 200
-        healed = http.get("/readyz").json()
+        healed = http.get("/readyz", headers=ADMIN).json()
         assert healed["status"] == "ready" and "config_reload" not in healed["checks"]
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router.config.schema import ConfigFile, DeploymentSpec, ProviderSpec
+from router.redact import PATTERNS_ONLY, Redactor
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class Snapshot:
     extras: dict[str, Any] = field(default_factory=dict)
     providers: dict[str, Any] = field(default_factory=dict)
     """Live provider adapters by name, bound by the app after loading (empty in a pure load)."""
+    redactor: Redactor = PATTERNS_ONLY
+    """Masks this config's secrets (and the process's) in upstream text: set by the app with the adapters."""
 
     @property
     def deployments(self) -> dict[str, DeploymentSpec]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from router.ledger import audit_rows
 from router.ledger.audit_key import AuditKey
 from router.ledger.bulk import insert_rows
 from router.ledger.storable import TextValues, storable, storable_texts, strict
@@ -270,20 +271,29 @@ class AuditFilter:
 
 
 def list_events(database: Database, where: AuditFilter) -> list[dict[str, Any]]:
-    """Matching events, newest first (at most ``limit``)."""
-    clauses, params = [], []
+    """Matching decisions, newest first (at most ``limit``): a folded row gives one entry per decision it holds,
+    each with the row's ``seq`` and hashes."""
+    clauses: list[str] = []
+    params: list[Any] = []
     if where.since is not None:
         clauses.append("ts >= ?")
         params.append(where.since)
     if where.until is not None:
         clauses.append("ts < ?")
         params.append(where.until)
-    for name in ("agent", "role", "tool", "action", "request_id"):
+    for name in ("agent", "role", "action", "request_id"):
         value = getattr(where, name)
         if value is not None:
             clauses.append(f"{name} = ?")
             params.append(value)
+    if where.tool is not None:  # its own row, or a folded row listing it (see audit_rows)
+        clauses.append("(tool = ? OR (tool IS NULL AND extra LIKE ? ESCAPE '\\'))")
+        params += [where.tool, audit_rows.tool_in_extra(where.tool)]
     condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     limit = max(1, min(int(where.limit), 100_000))
-    return database.fetchall(f"SELECT {', '.join(FIELDS)}, prev_hash, hash FROM audit_events{condition} "
+    rows = database.fetchall(f"SELECT {', '.join(FIELDS)}, prev_hash, hash FROM audit_events{condition} "
                              f"ORDER BY seq DESC LIMIT {limit}", params)
+    entries = [entry for row in rows for entry in audit_rows.expand(row)]
+    if where.tool is not None:
+        entries = [entry for entry in entries if entry["tool"] == where.tool]
+    return entries[:limit]

@@ -19,6 +19,7 @@ from typing import Any
 
 from router.config.schema import DeploymentSpec
 from router.context import RequestContext
+from router.ledger.audit_rows import fold
 from router.ledger.cost import cost_of_tokens, to_nano, token_counts
 from router.ledger.estimate import CHUNKS_KEY, TEXT_KEY, Estimate
 
@@ -141,7 +142,7 @@ class EndedRequest:
         except Exception:
             log.exception("ledger: could not build the usage records of request %s; its audit events are kept",
                           self.ctx.request_id)
-            return FinishedRequest([], list(self.ctx.audit_events))
+            return FinishedRequest([], fold(list(self.ctx.audit_events)))
 
 
 def _flag(value: bool | None) -> int | None:
@@ -201,6 +202,8 @@ def from_context(ctx: RequestContext, status: str, now: float | None = None,
             error = error or served.error
         if http_status is None:
             http_status = 500
+        if error:
+            error = ctx.snapshot.redactor(error)  # a second line of defence: the executor masked it already
     spec = ctx.snapshot.deployments.get(served.deployment) if served is not None else None
     prompt, completion, cached = token_counts(ctx.usage)
     if spec is not None:
@@ -218,13 +221,14 @@ def from_context(ctx: RequestContext, status: str, now: float | None = None,
     rows: list[Row] = [(now, utc_day(now), "request", *who, *where, final_status, http_status, error,
                         _millis(latency_ms), *charged, *tail)]
     last = len(attempts)
+    redact = ctx.snapshot.redactor
     for number, attempt in enumerate(attempts, start=1):
         started = attempt.started
         tokens = charged if number == last else (0, 0, 0, 0, _flag(_price_known(ctx, attempt.deployment)), 0)
         rows.append((started, utc_day(started), "attempt", request_id, number, agent, role, rule, requested,
                      attempt.deployment, attempt.provider, attempt.model, "ok" if attempt.status == "ok" else "error",
-                     None, attempt.error, _millis(attempt.latency_ms), *tokens, *tail))
-    finished = FinishedRequest(rows, ctx.audit_events, deployment=spec)
+                     None, attempt.error and redact(attempt.error), _millis(attempt.latency_ms), *tokens, *tail))
+    finished = FinishedRequest(rows, fold(ctx.audit_events), deployment=spec)
     if ctx.usage is None and spec is not None and served is not None and _answered(ctx, final_status):
         finished.estimate = Estimate(payload=ctx.payload, model=served.model, text=ctx.extra.get(TEXT_KEY),
                                      chunks=ctx.extra.get(CHUNKS_KEY))

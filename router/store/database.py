@@ -17,6 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from router.store.credentials import redact_url
+
+__all__ = ["Database", "DatabaseUnavailable", "UnsupportedDatabaseURL", "database_dialect", "describe_database",
+           "redact_url"]
+
 T = TypeVar("T")
 
 _PLACEHOLDER = re.compile(r"\?")
@@ -24,8 +29,6 @@ _SQLITE_REFUSED_VALUES = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.Pro
 
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
-_USERINFO = re.compile(r"//[^@/]*@")
-_PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&]*")
 
 
 class DatabaseUnavailable(Exception):
@@ -45,11 +48,6 @@ def database_dialect(url: str) -> str:
     scheme = url.partition("://")[0] if "://" in url else url[:20]
     raise UnsupportedDatabaseURL(f"unsupported database URL scheme {scheme!r}: use sqlite:///PATH or "
                                  f"postgresql://USER@HOST/DB")
-
-
-def redact_url(url: str) -> str:
-    """A URL fit for logs and messages: user info and any ``password=`` parameter replaced by ``***``."""
-    return _PASSWORD_PARAM.sub(r"\1***", _USERINFO.sub("//***@", url))
 
 
 def describe_database(url: str) -> str:

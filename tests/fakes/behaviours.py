@@ -34,6 +34,14 @@ class Error:
 
 
 @dataclass
+class EchoCredentials:
+    """Refuse the request and quote the credentials it carried back in the error text, as some providers do
+    on a 401: the Authorization header, the key alone, and every request header."""
+
+    status: int = 401
+
+
+@dataclass
 class Hang:
     seconds: float = 30.0
 
@@ -76,7 +84,8 @@ class Scripted:
     events: list[Any] = field(default_factory=list)
 
 
-Behaviour = Text | ToolCalls | Error | Hang | InvalidJSON | Garbage | ResetMidStream | SlowStream | Scripted
+Behaviour = (Text | ToolCalls | Error | EchoCredentials | Hang | InvalidJSON | Garbage | ResetMidStream | SlowStream
+             | Scripted)
 
 
 def openai_error(message: str, code: str | None = None, type_: str = "invalid_request_error") -> dict[str, Any]:

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from tests.fakes.behaviours import (
     Behaviour,
+    EchoCredentials,
     Error,
     Garbage,
     Hang,
@@ -142,6 +143,13 @@ class FakeUpstream:
             text = payload if isinstance(payload, str) else orjson.dumps(payload).decode()
             return web.Response(status=behaviour.status, text=text, headers=behaviour.headers,
                                 content_type="application/json")
+        if isinstance(behaviour, EchoCredentials):
+            sent = request.headers.get("authorization", "")
+            key = sent.removeprefix("Bearer ") or request.headers.get("x-api-key", "")
+            message = (f"Incorrect API key provided: {key}. Request headers: Authorization: {sent}; "
+                       f"x-api-key: {key}; all: {dict(request.headers)}")
+            return web.json_response({"error": {"message": message, "type": "invalid_request_error",
+                                                "code": "invalid_api_key"}}, status=behaviour.status)
         if isinstance(behaviour, Hang):
             await asyncio.sleep(behaviour.seconds)
             return web.Response(status=504, text="{}")
