@@ -454,7 +454,7 @@ class LedgerWriter:
         keeps serving while records wait (up to ``max_pending``), and every replica on the same database would
         be taken out at once."""
         now = time.monotonic()
-        waiting = len(self._queue) + len(self._replay)
+        waiting = len(self._queue) + len(self._replay) + len(self._inflight or ())
         since = now - (self.last_write if self.last_write is not None else self._started_at)
         last = "none yet" if self.last_write is None else f"{now - self.last_write:.1f}s ago"
         backlog = f"{waiting} requests waiting, last write {last}"
