@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     )
     database_connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to open a PostgreSQL "
                                             "connection (TCP and login).")
-    database_statement_timeout: float = Field(default=10.0, gt=0, description="Seconds a PostgreSQL statement "
+    database_statement_timeout: float = Field(default=30.0, gt=0, description="Seconds a PostgreSQL statement "
                                               "may run (server-side statement_timeout); the router stops waiting "
                                               "and drops the connection 2 s after that, so a store that stopped "
                                               "answering never holds a thread, a request or the shutdown.")

@@ -78,7 +78,7 @@ def describe_database(url: str) -> str:
 
 
 class Database:
-    def __init__(self, url: str, connect_timeout: float = 5.0, statement_timeout: float = 10.0) -> None:
+    def __init__(self, url: str, connect_timeout: float = 5.0, statement_timeout: float = 30.0) -> None:
         self.url = url
         self.connect_timeout = connect_timeout
         self.statement_timeout = statement_timeout
@@ -145,9 +145,15 @@ class Database:
         conn = self._conn
         if conn is None or self.dialect != "postgres":
             return
-        fd = os.dup(conn.pgconn.socket)
+        try:
+            fd = os.dup(conn.pgconn.socket)
+        except Exception:  # closed meanwhile: nothing is blocked on it
+            return
         with socket.socket(fileno=fd) as sock:
-            sock.shutdown(socket.SHUT_RDWR)
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def describe(self) -> str:
         return describe_database(self.url)

@@ -37,6 +37,7 @@ class _Ping:
     def send(self) -> None:
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self.ping(), name=f"readiness-ping-{self.name}")
+            self.task.add_done_callback(_retrieved)
             self.sent = time.monotonic()
 
     def settle(self) -> None:
@@ -54,6 +55,12 @@ class _Ping:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.task
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """A ping that fails after the probe stopped looking is not an unhandled error."""
+    if not task.cancelled():
+        task.exception()
 
 
 class StoreProbe:
