@@ -168,12 +168,21 @@ class Identity:
         self._db_keys = {**self._db_keys, digest: record}
 
     def health(self) -> dict[str, str]:
+        """``ok`` while the stored keys were read within 3 refresh intervals (at least 3 s); then ``degraded``
+        (revocations made elsewhere are not seen); ``down`` once past ``max_staleness`` while stored keys
+        exist: this replica refuses them (503), so a balancer should prefer one that can read its key store."""
         if self.database is None:
             return {}
-        if self._last_error is None:
-            return {"keys": "ok"}
-        return {"keys": f"degraded: key store unreadable, database keys refused after {self.max_staleness:g}s "
-                        f"({self._last_error})"}
+        age = None if self._loaded_at is None else time.monotonic() - self._loaded_at
+        read = "never read" if age is None else f"last read {age:.1f}s ago"
+        why = f": {self._last_error}" if self._last_error is not None else ""
+        if age is not None and age <= max(3 * self.refresh_interval, 3.0) and self._last_error is None:
+            return {"keys": f"ok ({len(self._db_keys)} stored keys, {read})"}
+        if (age is None or age > self.max_staleness) and self._db_keys:
+            return {"keys": f"down: key store unreadable ({read}{why}); stored keys are refused (503) after "
+                            f"{self.max_staleness:g}s"}
+        return {"keys": f"degraded: key store unreadable ({read}{why}); stored keys are refused (503) after "
+                        f"{self.max_staleness:g}s"}
 
     # -- the hot path ------------------------------------------------------------------------------
     def _config_keys(self, snapshot: Snapshot) -> dict[str, KeyRecord]:

@@ -32,10 +32,19 @@ class Settings(BaseSettings):
     config: str | None = Field(default=None, description="Path of the YAML config; the built-in default when unset.")
     redis_url: str | None = Field(default=None, description="Shared counters, cooldowns and revocations for a fleet.")
     redis_prefix: str = Field(default="agent-router:", description="Prefix of every Redis key this router writes.")
+    redis_timeout: float = Field(default=0.5, gt=0, description="Seconds to connect to Redis and to wait for each "
+                                 "reply (one immediate retry on a fresh connection); a whole call is bounded by "
+                                 "4 times this. Beyond it the store counts as unreachable (fail open / closed).")
     database_url: str = Field(
         default="sqlite:///agent-router.db",
         description="Usage ledger, audit trail and keys: sqlite:///PATH or postgresql://...",
     )
+    database_connect_timeout: float = Field(default=5.0, gt=0, description="Seconds to open a PostgreSQL "
+                                            "connection (TCP and login).")
+    database_statement_timeout: float = Field(default=30.0, gt=0, description="Seconds a PostgreSQL statement "
+                                              "may run (server-side statement_timeout); the router stops waiting "
+                                              "and drops the connection 2 s after that, so a store that stopped "
+                                              "answering never holds a thread, a request or the shutdown.")
     admin_key: str | None = Field(default=None, description="Bearer key for /admin/*; admin API is off when unset.")
     keys_refresh_interval: float = Field(default=1.0, description="Seconds between reloads of the API keys stored "
                                          "in the database (creations and revocations made elsewhere).")
@@ -71,6 +80,10 @@ class Settings(BaseSettings):
                                     "unreachable; beyond this the oldest records are dropped (logged as errors).")
     ledger_drain_timeout: float = Field(default=15.0, description="On shutdown, how long to keep retrying an "
                                         "unreachable database before the queued records are given up.")
+    ledger_spill_file: str | None = Field(default=None, description="Where shutdown writes the records the "
+                                          "database did not take within the drain timeout (JSON lines, "
+                                          "fsynced), replayed at the next start. Unset: agent-router-spill.jsonl "
+                                          "next to the SQLite file, or in the working directory for PostgreSQL.")
     audit_key: SecretStr | None = Field(default=None, description="Secret that makes the audit chain an HMAC "
                                         "chain: rewriting it then needs this key, not just database access. "
                                         "Only a short hash of it (the key id) is stored.")

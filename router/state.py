@@ -22,10 +22,14 @@ from router.limits import Limits
 from router.provider_pool import ProviderPool
 from router.redact import protect_logs, router_redactor
 from router.settings import Settings
-from router.store.counters import Counters, build_counters
+from router.store.counters import Counters, CountersUnavailable, build_counters
 from router.store.database import Database
+from router.store.probe import StoreProbe
 
 log = logging.getLogger("agent_router")
+
+CLOSE_STEP_TIMEOUT = 3.0
+"""Seconds shutdown gives the steps after the ledger's drain (the final audit anchor) before moving on."""
 
 
 async def warm_up(snapshot: Snapshot, limit: float = 120.0) -> None:
@@ -45,14 +49,17 @@ class RouterState:
         self.pool = ProviderPool()
         self.snapshot = self._bind(snapshot)
         self.stats = DeploymentStats()
-        self.counters: Counters = build_counters(settings.redis_url, settings.redis_prefix)
-        self.database = Database(settings.database_url)
+        self.counters: Counters = build_counters(settings.redis_url, settings.redis_prefix, settings.redis_timeout)
+        self.database = Database(settings.database_url, settings.database_connect_timeout,
+                                 settings.database_statement_timeout)
         self.executor = Executor(self.counters, self.stats)
         self.identity = Identity(self.database, self.counters, refresh_interval=settings.keys_refresh_interval,
                                  max_staleness=settings.keys_max_staleness)
         self.limits = Limits(self.counters, settings)
+
         self.audit = AuditTrail(self.database, self.counters, settings)
         self.ledger = Ledger(self.database, settings, self.audit.appender)
+        self.probe = StoreProbe(self.database, self.counters, self._database_pinged, self._redis_pinged)
         self.reloads = 0
         self.last_reload_error: str | None = None
         """Why the last reload was refused (file:line: reason per problem); None once a reload succeeds."""
@@ -67,6 +74,7 @@ class RouterState:
         await self.audit.start()
         await self.identity.start()
         await self.limits.start()
+        await self.probe.start()
 
     async def reload(self) -> Snapshot:
         """Load and validate the config again; swap it in only when it is entirely valid."""
@@ -105,6 +113,13 @@ class RouterState:
         finally:
             self.ledger.record(ctx, status)
 
+    def _database_pinged(self, problem: str | None) -> None:
+        self.ledger.writer.ping_problem = problem
+
+    def _redis_pinged(self, problem: str | None) -> None:
+        if problem is not None:
+            self.limits.outage.failed(CountersUnavailable(problem))
+
     def _reload_failed(self, reason: str) -> None:
         self.last_reload_error, self.last_reload_failed_at = reason, time.time()
 
@@ -124,11 +139,16 @@ class RouterState:
     async def close(self) -> None:
         """Graceful shutdown: stop taking work, drain records, then close connections."""
         try:
+            await self.probe.close()
             await self.limits.close()
             await self.identity.close()
         finally:
             await self.ledger.close()
-            await self.audit.close()
+            try:
+                async with asyncio.timeout(CLOSE_STEP_TIMEOUT):
+                    await self.audit.close()
+            except TimeoutError:
+                log.warning("audit: the final chain head was not published (the database did not answer)")
             await self.pool.close()
             await self.counters.close()
             await asyncio.to_thread(self.database.close)

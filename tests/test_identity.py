@@ -304,7 +304,7 @@ def test_unreadable_key_store_refuses_database_keys(tmp_path: Any, config: str) 
         await asyncio.sleep(0.4)
         with pytest.raises(IdentityUnavailable):
             await identity.authenticate({"api-key": key}, ctx)
-        assert identity.health()["keys"].startswith("degraded")
+        assert identity.health()["keys"].startswith("down: key store unreadable")
         await identity.authenticate({"api-key": "test-key"}, ctx)  # config keys need no store
         await identity.close()
 

@@ -19,9 +19,10 @@ _WHERE = f"give --database-url or set {ENV_PREFIX}DATABASE_URL"
 
 def open_database(given: str | None) -> Database:
     """``--database-url`` when given, else the setting (environment, then the default)."""
-    url = given or load_settings().database_url
+    settings = load_settings()
+    url = given or settings.database_url
     try:
-        return Database(url)
+        return Database(url, settings.database_connect_timeout, settings.database_statement_timeout)
     except UnsupportedDatabaseURL as exc:
         raise CommandError(f"invalid --database-url {redact_url(url)!r}: {exc}", exit_code=2) from None
 

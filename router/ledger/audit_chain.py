@@ -113,6 +113,11 @@ def _to_microsecond(ts: float) -> float:
     return whole + round((ts - whole) * 1e6) / 1e6
 
 
+def stored_ts(ts: float) -> float:
+    """The ``ts`` an event given with this float time is stored (and hashed) with."""
+    return _to_microsecond(ts if ts and math.isfinite(ts) else _timestamp(ts))
+
+
 def _timestamp(value: Any) -> float:
     try:
         ts = float(value or time.time())

@@ -5,7 +5,10 @@ tokens estimated when needed, and its audit events hashed on the database thread
 background task flushes every ``flush_interval`` seconds, or sooner once ``batch_size`` requests wait, in one
 transaction per batch (usage rows and chained audit events together, in bulk: see ``bulk``). While the
 database is unreachable the built records stay queued (at most ``max_pending`` requests; beyond that the oldest
-are dropped, loudly) and the writer retries with backoff. :meth:`close` drains the queue before returning.
+are dropped, loudly) and the writer retries with backoff. :meth:`close` drains the queue before returning, for
+at most ``drain_timeout`` seconds: what the database has not taken by then is appended to the spill file and
+written at the next start (see ``spill``), so a graceful shutdown loses nothing even while the database is
+unreachable.
 
 No record is dropped because of what it holds: every text is made storable first (``storable``). A batch the
 database still refuses, for any reason but being unavailable, is bisected until the refused requests stand
@@ -21,9 +24,10 @@ import asyncio
 import logging
 import time
 from collections import deque
+from pathlib import Path
 
 from router.context import RequestContext
-from router.ledger import audit_chain
+from router.ledger import audit_chain, spill
 from router.ledger.bulk import insert_rows
 from router.ledger.records import (
     COLUMNS,
@@ -46,6 +50,12 @@ YIELD_EVERY = 32
 Python work that holds the lock; the event loop would otherwise wait up to the switch interval (5 ms) each time
 it asks for it. A release every 32 requests (well under a millisecond of work) trimmed the benchmark's p99 at
 concurrency 1 a little (about 3.9 -> 3.4 ms with writer and loop pinned to one CPU)."""
+SETTLE_AFTER_DRAIN = 3.0
+"""Seconds the drain waits, once its timeout passed and the connection was interrupted, for the write in flight
+to end, so that what it committed is not spilled too (replay would skip it anyway)."""
+STUCK_AFTER = 5.0
+"""Seconds without a successful write, with records waiting, after which ``/readyz`` calls the ledger stuck
+(at least 10 flush intervals)."""
 
 
 Pending = EndedRequest | FinishedRequest
@@ -55,17 +65,20 @@ storable_row = row_sanitiser(TEXT_POSITIONS)
 
 
 def write_batch(database: Database, batch: list[FinishedRequest], strictly: bool = False,
-                audit: audit_chain.ChainAppender = audit_chain.PLAIN) -> None:
+                audit: audit_chain.ChainAppender = audit_chain.PLAIN, replayed: bool = False) -> None:
     """One transaction: every usage row of the batch, then its audit events appended to the chain.
 
     Every text is made storable (``strictly``: every value in its strict form) as it is written, so a retry
-    starts again from the records as they were built."""
-    if strictly:
-        rows = [tuple(map(strict, row)) for item in batch for row in item.rows]
-    else:
-        rows = [storable_row(row) for item in batch for row in item.rows]
-    events = [event for item in batch for event in item.audit_events]
+    starts again from the records as they were built. ``replayed`` (records from the spill file): requests
+    already stored are skipped, checked in the same transaction."""
     with database.transaction() as cursor:
+        if replayed:
+            batch = spill.not_stored(database, cursor, batch)
+        if strictly:
+            rows = [tuple(map(strict, row)) for item in batch for row in item.rows]
+        else:
+            rows = [storable_row(row) for item in batch for row in item.rows]
+        events = [event for item in batch for event in item.audit_events]
         if rows:
             insert_rows(database, cursor, "usage_records", COLUMNS, rows)
         audit.append(database, cursor, events, strictly)
@@ -131,7 +144,8 @@ def resolve_estimate(item: FinishedRequest) -> None:
 
 class LedgerWriter:
     def __init__(self, database: Database, flush_interval: float, batch_size: int, max_pending: int,
-                 drain_timeout: float, audit: audit_chain.ChainAppender = audit_chain.PLAIN) -> None:
+                 drain_timeout: float, audit: audit_chain.ChainAppender = audit_chain.PLAIN,
+                 spill_file: Path | None = None) -> None:
         self.database = database
         self.flush_interval = flush_interval
         self.batch_size = max(1, batch_size)
@@ -149,6 +163,21 @@ class LedgerWriter:
         self._closing = False
         self._migrated = False
         self._last_drop_log = 0.0
+        self.spill_file = spill_file
+        self.spilled = 0
+        """Requests written to the spill file by this process's shutdown."""
+        self._replay: list[FinishedRequest] = []
+        """Records read back from the spill file, written before the queue (each batch checked against what is
+        stored: see ``spill``)."""
+        self._claims: list[Path] = []
+        self._inflight: list[Pending] | None = None
+        """The batch being written now: on the database thread's side it is emptied once committed, so a drain
+        that gives up on the write knows what is left to spill."""
+        self.last_write: float | None = None
+        """When (monotonic) a batch was last committed; None before the first."""
+        self._started_at = time.monotonic()
+        self.ping_problem: str | None = None
+        """Set by the readiness probe when the database did not answer its ping (see RouterState)."""
 
     @property
     def pending(self) -> int:
@@ -177,11 +206,28 @@ class LedgerWriter:
 
     async def start(self) -> None:
         self._wake = asyncio.Event()
+        self._started_at = time.monotonic()
+        await self._claim_spill()
         try:
             await self._ensure_schema()
         except Exception as exc:
             self._failed(exc)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="ledger-writer")
+
+    async def _claim_spill(self) -> None:
+        """Read back what an earlier shutdown spilled; it is written (once) before anything else."""
+        if self.spill_file is None:
+            return
+        try:
+            self._claims = await asyncio.to_thread(spill.claim, self.spill_file)
+            self._replay = await asyncio.to_thread(spill.load, self._claims)
+        except OSError as exc:
+            log.error("ledger: cannot read the spill file %s (%s); it is left as it is", self.spill_file, exc)
+            self._claims, self._replay = [], []
+            return
+        if self._claims:
+            log.warning("ledger: %d requests' records spilled by an earlier shutdown (%s) are written now",
+                        len(self._replay), ", ".join(map(str, self._claims)))
 
     async def _ensure_schema(self) -> None:
         if not self._migrated:
@@ -212,21 +258,56 @@ class LedgerWriter:
         if due:
             self._queue.extend(due)
             self._trim()
+        if (self._replay or self._claims) and not await self._write_replayed():
+            return False
         while self._queue:
             count = min(self.batch_size, len(self._queue))
             batch = [self._queue.popleft() for _ in range(count)]
+            self._inflight = batch
             try:
                 await self._write(batch)
             except Exception as exc:
+                self._inflight = None
                 self._queue.extendleft(reversed(batch))
                 self._trim()
                 self._failed(exc)
                 await self._compact()
                 return False
+            self._inflight = None
         if self.problem is not None:
             log.warning("ledger: database reachable again; queued records written")
             self.problem = None
         return True
+
+    async def _write_replayed(self) -> bool:
+        """Write the records read back from the spill file, a batch at a time; False when the database failed."""
+        while self._replay:
+            batch = self._replay[:self.batch_size]
+            try:
+                await self._ensure_schema()
+                await self.database.run(write_batch, self.database, batch, False, self.audit, True)
+            except DatabaseUnavailable as exc:
+                self._failed(exc)
+                return False
+            except Exception:
+                # Refused for what it holds: queue what is not stored yet, where refused records are isolated.
+                try:
+                    kept = await self.database.run(self._unstored, batch)
+                except Exception as exc:
+                    self._failed(exc)
+                    return False
+                self._queue.extendleft(reversed(kept))
+            del self._replay[:len(batch)]
+            self.last_write = time.monotonic()
+        if self._claims:
+            await asyncio.to_thread(spill.done, self._claims)
+            log.info("ledger: the spilled records are written (%s kept as .replayed)", self.spill_file)
+            self._claims = []
+        return True
+
+    def _unstored(self, batch: list[FinishedRequest]) -> list[FinishedRequest]:
+        with self.database.transaction() as cursor:
+            return spill.not_stored(self.database, cursor, batch)
 
     async def _compact(self) -> None:
         """While the database is down, turn every queued request context into its (much smaller) records.
@@ -253,6 +334,8 @@ class LedgerWriter:
             migrate(self.database)
             self._migrated = True
         write_batch(self.database, built, False, self.audit)
+        self.last_write = time.monotonic()
+        batch.clear()  # committed: a drain that gave up waiting for this write has nothing of it to spill
 
     async def _write(self, batch: list[Pending]) -> None:
         """Write ``batch``; on failure (raised) ``batch`` holds the requests still to write, in order."""
@@ -290,6 +373,7 @@ class LedgerWriter:
                 await self._bisect(half, settled)
             else:
                 settled.update(map(id, half))
+                self.last_write = time.monotonic()
 
     async def _write_strictly(self, item: FinishedRequest) -> None:
         try:
@@ -315,30 +399,80 @@ class LedgerWriter:
                       self.database.describe(), self.problem, len(self._queue))
 
     async def close(self) -> None:
-        """Stop the timer and write every queued record (giving up after ``drain_timeout`` of failures)."""
+        """Stop the timer and write every queued record; after ``drain_timeout`` seconds stop waiting for the
+        database and spill what is left (see ``spill``)."""
         self._closing = True
         if self._wake is not None:
             self._wake.set()
-        if self._task is not None:
-            await self._task
-        deadline = time.monotonic() + self.drain_timeout
-        while not await self.flush():
-            if time.monotonic() > deadline:
-                log.error("ledger: shutting down with the database unreachable: %d requests' usage records and "
-                          "audit events are LOST (%s)", len(self._queue), self.problem)
-                return
-            await asyncio.sleep(0.5)
+        try:
+            async with asyncio.timeout(self.drain_timeout):
+                if self._task is not None:
+                    await self._task
+                while not await self.flush():
+                    await asyncio.sleep(0.5)
+            return
+        except TimeoutError:
+            pass
+        self.database.interrupt()
+        try:
+            async with asyncio.timeout(SETTLE_AFTER_DRAIN):
+                await self.database.run(_nothing)
+        except TimeoutError:
+            log.warning("ledger: the database thread is still busy after the drain timeout; its batch is spilled "
+                        "too (replay skips what it commits)")
+        await self._spill_rest()
+
+    async def _spill_rest(self) -> None:
+        left: list[Pending] = [*(self._inflight or ()), *self._replay, *self._queue, *self.refusals.take(None)]
+        self._inflight, self._replay = None, []
+        self._queue.clear()
+        if not left:
+            return
+        if self.spill_file is None:
+            log.error("ledger: shutting down with the database unreachable (%s): %d requests' usage records and "
+                      "audit events are LOST (no spill file)", self.problem, len(left))
+            return
+        try:
+            built = await asyncio.to_thread(prepare, left)
+            await asyncio.to_thread(spill.spill, self.spill_file, built)
+        except Exception as exc:
+            log.error("ledger: shutting down with the database unreachable (%s) and the spill file %s not "
+                      "writable (%s): %d requests' usage records and audit events are LOST", self.problem,
+                      self.spill_file, _brief(exc), len(left))
+            return
+        self.spilled += len(built)
+        if self._claims:
+            await asyncio.to_thread(spill.done, self._claims)
+            self._claims = []
+        log.warning("ledger: the database did not take the last records within the drain timeout (%gs; %s): %d "
+                    "requests' records spilled to %s, written at the next start", self.drain_timeout, self.problem,
+                    len(built), self.spill_file)
 
     def health(self) -> str:
+        """``ok``; ``degraded`` while records wait for a database that fails, does not answer its ping or has
+        written nothing for ``STUCK_AFTER`` seconds, or once records were lost. Never ``down``: the router
+        keeps serving while records wait (up to ``max_pending``), and every replica on the same database would
+        be taken out at once."""
+        now = time.monotonic()
+        waiting = len(self._queue) + len(self._replay) + len(self._inflight or ())
+        since = now - (self.last_write if self.last_write is not None else self._started_at)
+        last = "none yet" if self.last_write is None else f"{now - self.last_write:.1f}s ago"
+        backlog = f"{waiting} requests waiting, last write {last}"
         unwritable = f"; {self.unwritable} requests' records could not be stored" if self.unwritable else ""
-        if self.problem is not None:
-            return (f"degraded: {self.problem} ({len(self._queue)} requests waiting, {self.dropped} dropped)"
-                    f"{unwritable}")
+        dropped = f", {self.dropped} dropped" if self.dropped else ""
+        if self.problem is not None or self.ping_problem is not None:
+            return f"degraded: {self.problem or self.ping_problem} ({backlog}{dropped}){unwritable}"
+        if waiting and since > max(STUCK_AFTER, 10 * self.flush_interval):
+            return f"degraded: nothing written for {since:.1f}s ({backlog}{dropped}){unwritable}"
         if self.dropped:
-            return f"degraded: {self.dropped} requests' records were dropped{unwritable}"
+            return f"degraded: {self.dropped} requests' records were dropped{unwritable} ({backlog})"
         if self.unwritable:
             return f"degraded: {self.unwritable} requests' records could not be stored (see the ERROR log)"
-        return "ok"
+        return f"ok ({backlog})"
+
+
+def _nothing() -> None:
+    """Run on the database thread to learn when the call before it has ended."""
 
 
 def _brief(exc: BaseException) -> str:

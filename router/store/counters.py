@@ -1,12 +1,16 @@
 """Hot counters (rate limits, budgets, cooldowns, revocations): in memory on one machine, Redis for a fleet.
 
 One small async interface; callers do not know which is behind it. Windows are fixed: a key expires
-``ttl`` seconds after its first write. Redis failures raise :class:`CountersUnavailable` quickly (short
-socket timeouts), so each caller decides whether to fail open or closed.
+``ttl`` seconds after its first write. Every Redis failure, whatever the client or the event loop raises for it
+(a reset can surface as ``ConnectionError``, ``OSError``, a ``RuntimeError`` from uvloop's closed transport, a
+timeout), raises :class:`CountersUnavailable`, and quickly: each command has connect and socket timeouts, one
+immediate retry on a fresh connection (a pooled connection may have been reset while idle), and a bound on the
+whole call. So each caller decides whether to fail open or closed, and none ever sees another error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
@@ -131,6 +135,10 @@ class MemoryCounters:
         return None
 
 
+CALL_BOUND_FACTOR = 4
+"""A whole call (a script may take a reconnect, EVALSHA, SCRIPT LOAD and EVAL) is bounded by this many socket
+timeouts."""
+
 # Add to a counter and start its window on the first write, atomically.
 _ADD_SCRIPT = """
 local value = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
@@ -174,20 +182,26 @@ class RedisCounters:
 
     def __init__(self, url: str, prefix: str = "agent-router:", timeout: float = 0.5) -> None:
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
         self.prefix = prefix
+        self.timeout = timeout
+        self._bound = CALL_BOUND_FACTOR * timeout
+        # redis-py's default Retry (3 attempts, exponential backoff) made a blackholed ping take ~9 s at 0.5 s.
         self._redis = aioredis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                        health_check_interval=15, decode_responses=True)
+                                        socket_keepalive=True, health_check_interval=15, decode_responses=True,
+                                        retry=Retry(NoBackoff(), 1))
         self._add = self._redis.register_script(_ADD_SCRIPT)
         self._take = self._redis.register_script(_TAKE_SCRIPT)
         self._add_many = self._redis.register_script(_ADD_MANY_SCRIPT)
 
     async def _call(self, coro: Any) -> Any:
-        from redis.exceptions import RedisError
-
+        """Await a Redis command; any failure of it is :class:`CountersUnavailable` (cancellation passes)."""
         try:
-            return await coro
-        except (RedisError, OSError, TimeoutError) as exc:
+            async with asyncio.timeout(self._bound):
+                return await coro
+        except Exception as exc:  # the store's errors have no closed list (see the module's docstring)
             raise CountersUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
 
     async def add(self, key: str, amount: float, ttl: float) -> float:
@@ -239,5 +253,5 @@ class RedisCounters:
             pass
 
 
-def build_counters(redis_url: str | None, prefix: str = "agent-router:") -> Counters:
-    return RedisCounters(redis_url, prefix) if redis_url else MemoryCounters()
+def build_counters(redis_url: str | None, prefix: str = "agent-router:", timeout: float = 0.5) -> Counters:
+    return RedisCounters(redis_url, prefix, timeout) if redis_url else MemoryCounters()

@@ -3,12 +3,21 @@
 Write SQL once with ``?`` placeholders and portable types; :class:`Database` adapts it to the dialect.
 All calls are synchronous and meant for one worker thread (``await db.run(fn)``), so the event loop
 never blocks on the database. Each component owns a numbered list of migrations, applied once, in order.
+
+Every PostgreSQL call is bounded, so a store that stops answering never holds the records thread, a request
+or the shutdown: ``connect_timeout`` for opening, TCP keepalives and ``tcp_user_timeout`` for a dead peer, a
+server-side ``statement_timeout``, and (for a path that silently drops packets, where none of those fire) a
+watchdog that shuts the socket down once a transaction has run ``statement_timeout + WATCHDOG_GRACE``
+seconds (see ``watchdog``). SQLite is a local file: only its busy timeout applies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import os
 import re
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -18,11 +27,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from router.store.credentials import redact_url
+from router.store.watchdog import CallWatchdog
 
 __all__ = ["Database", "DatabaseUnavailable", "UnsupportedDatabaseURL", "database_dialect", "describe_database",
            "redact_url"]
 
 T = TypeVar("T")
+
+WATCHDOG_GRACE = 2.0
+"""Seconds past ``statement_timeout`` before the watchdog drops the connection (the server's own timeout, which
+says why, gets the first chance)."""
+KEEPALIVE = {"keepalives": "1", "keepalives_idle": "5", "keepalives_interval": "2", "keepalives_count": "3"}
+"""libpq's TCP keepalives: a peer gone silent is noticed within about 11 s even on an idle connection."""
 
 _PLACEHOLDER = re.compile(r"\?")
 _SQLITE_REFUSED_VALUES = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError)
@@ -59,8 +75,10 @@ def describe_database(url: str) -> str:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, connect_timeout: float = 5.0, statement_timeout: float = 30.0) -> None:
         self.url = url
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
         self.dialect = database_dialect(url)
         if self.dialect == "sqlite":
             self.path = url[len("sqlite:///"):] or ":memory:"
@@ -69,6 +87,7 @@ class Database:
         self._conn: Any = None
         self._lock = threading.RLock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="records-db")
+        self._watchdog = CallWatchdog(statement_timeout + WATCHDOG_GRACE, self.interrupt)
 
     # -- dialect helpers ---------------------------------------------------------------------------
     @property
@@ -95,23 +114,63 @@ class Database:
                     conn.execute("PRAGMA busy_timeout=30000")
                 else:
                     import psycopg
+                    from psycopg.conninfo import make_conninfo
 
-                    conn = psycopg.connect(self.path, autocommit=True, connect_timeout=5)
+                    conn = psycopg.connect(make_conninfo(self.path, **self._postgres_options()), autocommit=True)
             except Exception as exc:
                 raise DatabaseUnavailable(f"cannot open {self.describe()}: {exc}") from exc
             self._conn = conn
+
+    def _postgres_options(self) -> dict[str, str]:
+        """Timeouts and keepalives for libpq; what the URL sets itself wins (its ``options`` are extended)."""
+        from psycopg.conninfo import conninfo_to_dict
+
+        given = conninfo_to_dict(self.path)
+        options = {key: value for key, value in KEEPALIVE.items() if key not in given}
+        options["connect_timeout"] = str(given.get("connect_timeout") or max(1, math.ceil(self.connect_timeout)))
+        if "tcp_user_timeout" not in given:
+            options["tcp_user_timeout"] = str(int((self.statement_timeout + WATCHDOG_GRACE) * 1000))
+        statement = f"-c statement_timeout={int(self.statement_timeout * 1000)}"
+        options["options"] = f"{given['options']} {statement}" if given.get("options") else statement
+        return options
+
+    def interrupt(self) -> None:
+        """Make a call blocked on the PostgreSQL socket fail now (from any thread): shut the socket down.
+
+        The socket is shut down, not closed, so its descriptor cannot be reused under the blocked call; the
+        call fails as a lost connection and the next one reconnects."""
+        conn = self._conn
+        if conn is None or self.dialect != "postgres":
+            return
+        try:
+            fd = os.dup(conn.pgconn.socket)
+        except Exception:  # closed meanwhile: nothing is blocked on it
+            return
+        with socket.socket(fileno=fd) as sock:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def describe(self) -> str:
         return describe_database(self.url)
 
     def close(self) -> None:
+        """Cancel the calls still queued, end the one running (a stuck one fails at once), close the connection."""
+        if self._lock.acquire(blocking=False):
+            self._lock.release()
+        else:
+            self.interrupt()  # a call holds the connection: the database may not be answering it
+        self._executor.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             if self._conn is not None:
                 try:
                     self._conn.close()
+                except Exception:
+                    pass
                 finally:
                     self._conn = None
-        self._executor.shutdown(wait=True)
+        self._watchdog.close()
 
     def _reset(self) -> None:
         """Drop a broken connection so the next call reconnects."""
@@ -140,8 +199,19 @@ class Database:
                         raise
                     conn.execute("COMMIT")
                 else:
-                    with conn.transaction(), conn.cursor() as cursor:
-                        yield cursor
+                    overruns = self._watchdog.overruns
+                    self._watchdog.begin()
+                    try:
+                        with conn.transaction(), conn.cursor() as cursor:
+                            yield cursor
+                    except Exception as exc:
+                        if self._watchdog.overruns == overruns:
+                            raise
+                        self._reset()
+                        raise DatabaseUnavailable(f"{self.describe()} did not answer within "
+                                                  f"{self._watchdog.limit:g}s") from exc
+                    finally:
+                        self._watchdog.end()
             except _SQLITE_REFUSED_VALUES:
                 raise  # the statement's values were refused, not the database: the caller may retry without them
             except sqlite3.DatabaseError as exc:
