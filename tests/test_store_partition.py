@@ -190,7 +190,7 @@ def test_readyz_tells_a_database_blackhole_within_a_second_per_call(upstream: An
                               database_statement_timeout=1.5, ledger_drain_timeout=2,
                               ledger_spill_file=str(tmp_path / "spill.jsonl")).start()
         try:
-            http = router.http()
+            http = router.http(headers={"x-admin-key": "admin-secret"})  # /readyz shows its checks to the admin
             made = http.post("/admin/keys", json={"agent": "stored-bot", "role": "tester"},
                              headers={"authorization": "Bearer admin-secret"})
             assert made.status_code == 201, made.text
