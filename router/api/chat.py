@@ -87,7 +87,7 @@ async def serve_chat(state: RouterState, scope: Scope, receive: Receive, send: S
     try:
         await state.identity.authenticate(headers, ctx)
         body = await read_body(receive, headers.get("content-length"), state.settings.max_body_bytes)
-        payload = parse_chat_body(body)
+        payload = parse_chat_body(body, state.caps)
         ctx.payload, ctx.requested_model, ctx.body_bytes = payload, payload["model"], len(body)
         ctx.stream = bool(payload.get("stream"))
         ctx.headers = _metadata_headers(headers)
