@@ -269,20 +269,29 @@ class AuditFilter:
     limit: int = 100
 
 
+def _like_literal(text: bytes) -> str:
+    return text.decode().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
 def list_events(database: Database, where: AuditFilter) -> list[dict[str, Any]]:
     """Matching events, newest first (at most ``limit``)."""
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     if where.since is not None:
         clauses.append("ts >= ?")
         params.append(where.since)
     if where.until is not None:
         clauses.append("ts < ?")
         params.append(where.until)
-    for name in ("agent", "role", "tool", "action", "request_id"):
+    for name in ("agent", "role", "tool", "action"):
         value = getattr(where, name)
         if value is not None:
             clauses.append(f"{name} = ?")
             params.append(value)
+    if where.request_id is not None:
+        # The router's own id, or the caller's x-request-id (kept in the hashed extra, as sorted compact JSON).
+        clauses.append("(request_id = ? OR extra LIKE ? ESCAPE '!')")
+        params += [where.request_id, f'%"client_request_id":{_like_literal(orjson.dumps(where.request_id))}%']
     condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     limit = max(1, min(int(where.limit), 100_000))
     return database.fetchall(f"SELECT {', '.join(FIELDS)}, prev_hash, hash FROM audit_events{condition} "
