@@ -33,6 +33,9 @@ class RequestContext:
     headers: dict[str, str] = field(default_factory=dict)
     """Lower-cased request headers the stages may read (``x-agent-router-*`` metadata)."""
     client: str | None = None
+    client_request_id: str | None = None
+    """The caller's own ``x-request-id`` (when sane): kept for correlation and echoed back; records are keyed by
+    ``request_id``, which the router mints, so one client cannot plant records under another's id."""
     """The caller's address as the server saw it (ASGI ``client``); None when the server gives none."""
     agent: str | None = None
     role: str | None = None

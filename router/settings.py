@@ -63,6 +63,18 @@ class Settings(BaseSettings):
     max_connections: int | None = Field(default=None, ge=1, description="Open connections per process; beyond it "
                                         "the longest-idle kept-alive connection is closed, or the new one gets 503 "
                                         "when none is idle. Unset: half of (open-file limit - 128).")
+    max_json_depth: int = Field(default=64, ge=8, le=200, description="Chat bodies nested deeper (objects and "
+                                "arrays) get 400; at most 200, so every body accepted can still be re-encoded "
+                                "for the upstream (the encoder stops at 254 levels).")
+    max_tools: int = Field(default=512, ge=1, description="Chat requests offering more tools (or functions) get 400.")
+    max_messages: int = Field(default=10_000, ge=1, description="Chat requests with more messages get 400.")
+    max_tool_calls: int = Field(default=10_000, ge=0, description="Chat requests whose history holds more tool "
+                                "calls (all assistant messages together) get 400.")
+    max_tool_name_chars: int = Field(default=256, ge=64, description="A longer tool name (offered or called in "
+                                     "history) gets 400.")
+    max_tool_description_chars: int = Field(default=65_536, ge=1, description="A longer tool description gets 400.")
+    max_message_chars: int = Field(default=4 * 1024 * 1024, ge=1, description="A message whose content (its text "
+                                   "parts together) is longer gets 400.")
     watch_config: bool = Field(default=True, description="Reload when a config or rule file changes on disk.")
     watch_interval: float = 1.0
     limits_fail_open: bool = Field(default=True, description="When Redis is down, let rate limits (and, unless "

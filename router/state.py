@@ -11,6 +11,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
+from router.api.request_caps import RequestCaps
 from router.config import ConfigError, Snapshot, load_snapshot
 from router.context import RequestContext
 from router.deployment_stats import DeploymentStats
@@ -46,6 +47,7 @@ async def warm_up(snapshot: Snapshot, limit: float = 120.0) -> None:
 class RouterState:
     def __init__(self, settings: Settings, snapshot: Snapshot) -> None:
         self.settings = settings
+        self.caps = RequestCaps.of(settings)
         self.pool = ProviderPool()
         self.snapshot = self._bind(snapshot)
         self.stats = DeploymentStats()

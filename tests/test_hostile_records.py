@@ -51,7 +51,7 @@ TEXT_AUDIT_COLUMNS = ("request_id", "agent", "role", "model", "tool", "action", 
 @pytest.fixture
 def router(upstream: Any, start_router: Any, db: str) -> Any:
     return start_router(ledger_config(upstream.openai_base_url, ROLES + AGENTS), database_url=db,
-                        ledger_flush_interval=30)
+                        ledger_flush_interval=30, max_tool_name_chars=100_000)  # hostile names reach policy
 
 
 def post(http: httpx.Client, body: dict[str, Any] | bytes, key: str | None = agent_key("ops-bot"),
@@ -94,7 +94,7 @@ def test_hostile_values_are_stored_marked_and_every_request_is_recorded(router: 
 
     def sent(response: httpx.Response, status: int) -> None:
         assert response.status_code == status, response.text[:300]
-        ids.append(response.headers["x-request-id"])
+        ids.append(response.headers["x-agent-router-request-id"])
 
     # Tool names offered by the caller: refused by the policy, audited under the name as sent.
     sent(post(http, {"model": "paid", "messages": MESSAGES, "tools": [tool(name) for name in HOSTILE]}), 200)

@@ -62,9 +62,10 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[b
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, exc: RouterError, request_id: bytes) -> None:
-    """An OpenAI-style error body with the error's status and headers (``retry-after`` for 429/503)."""
-    headers = [JSON, (b"x-request-id", request_id)]
+async def send_error(send: Send, exc: RouterError, ids: list[tuple[bytes, bytes]]) -> None:
+    """An OpenAI-style error body with the error's status and headers (``retry-after`` for 429/503), after the
+    request's id headers ``ids``."""
+    headers = [JSON, *ids]
     headers.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in exc.headers().items())
     await send_bytes(send, exc.status, orjson.dumps(exc.to_body()), headers)
 

@@ -31,7 +31,7 @@ from router.api.asgi_io import (
     send_error,
 )
 from router.api.parse import parse_chat_body
-from router.api.request_id import request_id_for
+from router.api.request_id import client_request_id, id_headers, new_request_id
 from router.context import RequestContext
 from router.errors import ProviderError, RouterError
 from router.exact_counts import ensure_exact_counts
@@ -80,14 +80,16 @@ def _metadata_headers(headers: dict[str, str]) -> dict[str, str]:
 async def serve_chat(state: RouterState, scope: Scope, receive: Receive, send: Send) -> None:
     """Plain ASGI: every outcome is answered here, as the answer, a stream, or an OpenAI-style error."""
     headers = header_map(scope["headers"])
-    request_id = request_id_for(headers.get("x-request-id"))
+    own, sent = new_request_id(), client_request_id(headers.get("x-request-id"))
+    ids = id_headers(own, sent)
     client = scope.get("client")
-    ctx = RequestContext(request_id=request_id.decode(), snapshot=state.snapshot, payload={}, stream=False,
-                         requested_model="", client=client[0] if client else None)
+    ctx = RequestContext(request_id=own.decode(), snapshot=state.snapshot, payload={}, stream=False,
+                         requested_model="", client=client[0] if client else None,
+                         client_request_id=sent.decode() if sent else None)
     try:
         await state.identity.authenticate(headers, ctx)
         body = await read_body(receive, headers.get("content-length"), state.settings.max_body_bytes)
-        payload = parse_chat_body(body)
+        payload = parse_chat_body(body, state.caps)
         ctx.payload, ctx.requested_model, ctx.body_bytes = payload, payload["model"], len(body)
         ctx.stream = bool(payload.get("stream"))
         ctx.headers = _metadata_headers(headers)
@@ -98,14 +100,14 @@ async def serve_chat(state: RouterState, scope: Scope, receive: Receive, send: S
         plan = plan_route(ctx, state.stats)
         ctx.rule = plan.rule
         if ctx.stream:
-            await _stream(state, ctx, plan, receive, send, request_id)
+            await _stream(state, ctx, plan, receive, send, ids)
         else:
-            await _complete(state, ctx, plan, send, request_id)
+            await _complete(state, ctx, plan, send, ids)
     except RouterError as exc:
         ctx.extra["error"] = exc
         state.finish(ctx, status="error")
         if not ctx.extra.get("response_started"):
-            await send_error(send, exc, request_id)
+            await send_error(send, exc, ids)
     except asyncio.CancelledError:
         ctx.extra.setdefault("error", RouterError("the request was cancelled (client gone or server stopping)"))
         state.finish(ctx, status="error")
@@ -120,10 +122,11 @@ async def serve_chat(state: RouterState, scope: Scope, receive: Receive, send: S
         log.exception("request %s failed: %s: %s", ctx.request_id, type(exc).__name__, exc)
         state.finish(ctx, status="error")
         if not ctx.extra.get("response_started"):
-            await send_error(send, error, request_id)
+            await send_error(send, error, ids)
 
 
-async def _complete(state: RouterState, ctx: RequestContext, plan: RoutePlan, send: Send, request_id: bytes) -> None:
+async def _complete(state: RouterState, ctx: RequestContext, plan: RoutePlan, send: Send,
+                    ids: list[tuple[bytes, bytes]]) -> None:
     completion = await state.executor.complete(ctx, plan)
     data = completion.data
     ctx.usage = reported_usage(ctx, data.get("usage"))
@@ -133,14 +136,14 @@ async def _complete(state: RouterState, ctx: RequestContext, plan: RoutePlan, se
     raw = completion.raw
     content = raw if raw is not None and not changed and not may_carry_call(raw) else orjson.dumps(data)
     state.finish(ctx, status="ok")
-    headers = [JSON, (b"x-request-id", request_id)]
+    headers = [JSON, *ids]
     headers += decision_headers(ctx)
     ctx.extra["response_started"] = True
     await send_bytes(send, 200, content, headers)
 
 
 async def _stream(state: RouterState, ctx: RequestContext, plan: RoutePlan, receive: Receive, send: Send,
-                  request_id: bytes) -> None:
+                  ids: list[tuple[bytes, bytes]]) -> None:
     options = ctx.payload.get("stream_options") or {}
     ctx.client_wants_usage = bool(options.get("include_usage"))
     if not ctx.client_wants_usage:
@@ -148,7 +151,7 @@ async def _stream(state: RouterState, ctx: RequestContext, plan: RoutePlan, rece
         ctx.payload["stream_options"] = {**options, "include_usage": True}
     first, rest = await state.executor.open_stream(ctx, plan)
     stream_filter = StreamFilter(ctx) if needs_stream_filter(ctx) else None
-    headers = [*EVENT_STREAM, (b"x-request-id", request_id)]
+    headers = [*EVENT_STREAM, *ids]
     headers += decision_headers(ctx)
     ctx.extra["response_started"] = True
     await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -71,8 +71,9 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     request_id = getattr(request.state, "request_id", "?")
     log.exception("unhandled error in request %s", request_id)
     body = error_body(500, f"internal error (request id {request_id})", "api_error", code="internal_error")
+    client = getattr(request.state, "client_request_id", None)
     return Response(orjson.dumps(body), status_code=500, media_type="application/json",
-                    headers={"x-request-id": request_id})
+                    headers={"x-request-id": client or request_id, "x-agent-router-request-id": request_id})
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -1,4 +1,8 @@
-"""Give every response an ``x-request-id``: the caller's own when it sent a sane one, else a new one."""
+"""Request ids: the router mints its own for every request (records are keyed by it, error messages name it,
+``x-agent-router-request-id`` returns it); the caller's sane ``x-request-id`` is kept beside it for correlation
+and echoed back in ``x-request-id`` (else that header carries the router's id too).
+
+A client-chosen id never keys a record: two agents sending the same id get two separate requests."""
 
 from __future__ import annotations
 
@@ -18,13 +22,18 @@ def new_request_id() -> bytes:
     return f"{_PREFIX}{next(_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}".encode()
 
 
-def request_id_for(sent: str | bytes | None) -> bytes:
-    """The caller's ``x-request-id`` when it is sane (so traces join up across hops), else a new one."""
+def client_request_id(sent: str | bytes | None) -> bytes | None:
+    """The caller's ``x-request-id`` when it is sane (so traces join up across hops), else None."""
     if sent:
-        value = sent.encode("latin-1") if isinstance(sent, str) else sent
+        value = sent.encode("latin-1", "replace") if isinstance(sent, str) else sent
         if _SAFE_ID.fullmatch(value):
             return value
-    return new_request_id()
+    return None
+
+
+def id_headers(own: bytes, client: bytes | None) -> list[tuple[bytes, bytes]]:
+    """The response's id headers: the caller's id echoed (else ours), and ours always."""
+    return [(b"x-request-id", client or own), (b"x-agent-router-request-id", own)]
 
 
 class RequestIdMiddleware:
@@ -38,13 +47,16 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         sent = next((value for name, value in scope["headers"] if name == b"x-request-id"), None)
-        request_id = request_id_for(sent)
-        scope.setdefault("state", {})["request_id"] = request_id.decode()
+        request_id, client = new_request_id(), client_request_id(sent)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id.decode()
+        state["client_request_id"] = client.decode() if client else None
+        extra = id_headers(request_id, client)
 
         async def send_with_id(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id))
+                headers.extend(extra)
                 message["headers"] = headers
             await send(message)
 

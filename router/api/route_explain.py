@@ -28,7 +28,7 @@ async def route_explain(request: Request) -> Response:
                          stream=False, requested_model="")
     await state.identity.authenticate(request.headers, ctx)
     body = await read_body(request.receive, request.headers.get("content-length"), state.settings.max_body_bytes)
-    payload = parse_chat_body(body)
+    payload = parse_chat_body(body, state.caps)
     ctx.payload, ctx.requested_model, ctx.body_bytes = payload, payload["model"], len(body)
     ctx.stream = bool(payload.get("stream"))
     ctx.headers = {k: v for k, v in request.headers.items() if k.startswith("x-agent-router-")}

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from router.commands.records_db import existing_database
 from router.ledger import audit_chain, audit_verify, render
 from router.ledger.audit_anchor import Anchor, AnchorError, read_source
@@ -24,7 +26,8 @@ from router.store.database import DatabaseUnavailable
 
 Handler = Callable[[argparse.Namespace], int]
 
-LIST_COLUMNS = ["seq", "time", "request_id", "agent", "role", "model", "tool", "action", "stage", "rule", "reason"]
+LIST_COLUMNS = ["seq", "time", "request_id", "client_request_id", "agent", "role", "model", "tool", "action", "stage",
+                "rule", "reason"]
 
 
 def register(subparsers: Any) -> dict[str, Handler]:
@@ -41,7 +44,9 @@ def register(subparsers: Any) -> dict[str, Handler]:
     listing.add_argument("--to", dest="until", help="end (exclusive; a date alone includes that whole day)")
     for name in ("agent", "role", "tool", "action"):
         listing.add_argument(f"--{name}", help=f"only this {name}")
-    listing.add_argument("--request-id", help="only this request")
+    listing.add_argument("--request-id", help="only this request: the router's id (x-agent-router-request-id, the "
+                         "one error messages name) or the caller's x-request-id (every agent's requests that sent "
+                         "it, each row with its agent)")
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("--format", choices=("table", "json"), default="table")
     for action in (verify, listing):
@@ -59,7 +64,18 @@ def filter_from(values: dict[str, Any]) -> audit_chain.AuditFilter:
 
 
 def with_time(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**row, "time": iso(float(row["ts"]))} for row in rows]
+    """Rows as shown: with their time, and the caller's request id read from the hashed ``extra``."""
+    return [{**row, "time": iso(float(row["ts"])), "client_request_id": _client_id(row.get("extra"))} for row in rows]
+
+
+def _client_id(extra: Any) -> str | None:
+    if not extra or "client_request_id" not in extra:
+        return None
+    try:
+        value = orjson.loads(extra).get("client_request_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -275,6 +275,10 @@ class AuditFilter:
     limit: int = 100
 
 
+def _like_literal(text: bytes) -> str:
+    return text.decode().replace("!", "!!").replace("%", "!%").replace("_", "!_")
+
+
 def list_events(database: Database, where: AuditFilter) -> list[dict[str, Any]]:
     """Matching decisions, newest first (at most ``limit``): a folded row gives one entry per decision it holds,
     each with the row's ``seq`` and hashes."""
@@ -286,7 +290,7 @@ def list_events(database: Database, where: AuditFilter) -> list[dict[str, Any]]:
     if where.until is not None:
         clauses.append("ts < ?")
         params.append(where.until)
-    for name in ("agent", "role", "action", "request_id"):
+    for name in ("agent", "role", "action"):
         value = getattr(where, name)
         if value is not None:
             clauses.append(f"{name} = ?")
@@ -294,6 +298,10 @@ def list_events(database: Database, where: AuditFilter) -> list[dict[str, Any]]:
     if where.tool is not None:  # its own row, or a folded row listing it (see audit_rows)
         clauses.append("(tool = ? OR (tool IS NULL AND extra LIKE ? ESCAPE '\\'))")
         params += [where.tool, audit_rows.tool_in_extra(where.tool)]
+    if where.request_id is not None:
+        # The router's own id, or the caller's x-request-id (kept in the hashed extra, as sorted compact JSON).
+        clauses.append("(request_id = ? OR extra LIKE ? ESCAPE '!')")
+        params += [where.request_id, f'%"client_request_id":{_like_literal(orjson.dumps(where.request_id))}%']
     condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     limit = max(1, min(int(where.limit), 100_000))
     rows = database.fetchall(f"SELECT {', '.join(FIELDS)}, prev_hash, hash FROM audit_events{condition} "

@@ -60,6 +60,8 @@ class UsageRecord:
     """Requests this row stands for: 1, or a minute's count of unauthenticated refusals (see ``refusals``)."""
     source: str | None = None
     """The client address, on aggregated unauthenticated refusals only."""
+    client_request_id: str | None = None
+    """The caller's own ``x-request-id``, for correlation; ``request_id`` (the router's) keys the record."""
 
     def row(self) -> Row:
         return _row_of(self)
@@ -212,7 +214,7 @@ def from_context(ctx: RequestContext, status: str, now: float | None = None,
         cost, known = 0.0, None
     charged = (prompt, completion, cached, to_nano(cost), _flag(known), 0)
     who = (ctx.request_id, len(attempts), ctx.agent, ctx.role, ctx.rule, ctx.requested_model or None)
-    tail = (policy_outcome(ctx), int(ctx.stream), 1, None)
+    tail = (policy_outcome(ctx), int(ctx.stream), 1, None, ctx.client_request_id)
     request_id, _, agent, role, rule, requested = who
     if served is None:
         where: tuple[str | None, ...] = (None, None, None)
@@ -228,6 +230,9 @@ def from_context(ctx: RequestContext, status: str, now: float | None = None,
         rows.append((started, utc_day(started), "attempt", request_id, number, agent, role, rule, requested,
                      attempt.deployment, attempt.provider, attempt.model, "ok" if attempt.status == "ok" else "error",
                      None, attempt.error and redact(attempt.error), _millis(attempt.latency_ms), *tokens, *tail))
+    if ctx.client_request_id is not None:
+        for event in ctx.audit_events:  # hashed with the event (in its extra), found by audit list --request-id
+            event["client_request_id"] = ctx.client_request_id
     finished = FinishedRequest(rows, fold(ctx.audit_events), deployment=spec)
     if ctx.usage is None and spec is not None and served is not None and _answered(ctx, final_status):
         finished.estimate = Estimate(payload=ctx.payload, model=served.model, text=ctx.extra.get(TEXT_KEY),

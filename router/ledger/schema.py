@@ -45,6 +45,11 @@ LEDGER_STEPS: list[str] = [
     ALTER TABLE usage_records ADD COLUMN requests BIGINT NOT NULL DEFAULT 1;
     ALTER TABLE usage_records ADD COLUMN source TEXT
     """,
+    # 3: records are keyed by the router's own request id; the caller's x-request-id is kept beside it.
+    """
+    ALTER TABLE usage_records ADD COLUMN client_request_id TEXT;
+    CREATE INDEX IF NOT EXISTS usage_records_client_request ON usage_records (client_request_id)
+    """,
 ]
 
 AUDIT_STEPS: list[str] = [
