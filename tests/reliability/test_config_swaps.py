@@ -84,8 +84,6 @@ def test_config_swaps_under_load_fail_no_request(upstream: FakeUpstream, tmp_pat
     assert len({r.body["model"] for r in upstream.served()}) >= swaps // 3
 
 
-@pytest.mark.xfail(strict=False, reason="issue 11 item 9: the watcher reloads again when files changed meanwhile, "
-                   "fixed on branch H5")
 def test_a_write_that_lands_during_a_reload_is_loaded(upstream: FakeUpstream, tmp_path: Path) -> None:
     router, path = _router(upstream, tmp_path)
     router.start(STARTUP)

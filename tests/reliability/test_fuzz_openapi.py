@@ -70,7 +70,6 @@ def test_every_documented_path_survives_fuzzing(upstream: FakeUpstream,
     assert problems == [], "\n".join(sorted(set(problems))[:20])
 
 
-@pytest.mark.xfail(strict=False, reason="issue 11 item 11: the OpenAPI page documents each path's error statuses")
 def test_every_status_a_path_returns_is_documented(upstream: FakeUpstream,
                                                   start_router: Callable[..., RouterServer]) -> None:
     router = start_router(openai_config(upstream.openai_base_url), admin_key=ADMIN_KEY)

@@ -75,7 +75,6 @@ def _victim_load(router: RouterServer, total: int) -> load.LoadReport:
     return load.run(router.url, lambda i: load.chat_body(), total, concurrency=4, hang_guard=DEADLINE + 20)
 
 
-@pytest.mark.xfail(strict=False, reason="issue 11 items 1 and 6: nesting limit and tool caps, fixed on branch H1")
 def test_one_hostile_agent_cannot_raise_another_agents_failures_or_latency(
         upstream: FakeUpstream, start_router: Callable[..., RouterServer]) -> None:
     victims = size(200, 2_000)
