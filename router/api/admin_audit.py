@@ -40,7 +40,7 @@ async def verify_audit(state: RouterState = Depends(require_admin)) -> Any:
 
 
 class Acknowledgement(BaseModel):
-    # A BIGINT column: a larger number is the caller's 422, not a driver's overflow (a 500).
+    # A BIGINT column: a larger number is the caller's 400 (validation), not a driver's overflow (a 500).
     seq: int = Field(ge=0, le=2**63 - 1, description="The seq of the chain_break event investigated")
     note: str = Field(min_length=1, max_length=500, description="Who looked, what was found")
 
