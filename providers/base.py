@@ -45,7 +45,9 @@ class Completion:
 
 class Provider(Protocol):
     """Optional: ``keeps_deadline = True`` promises that ``complete`` never outlives ``call.timeout`` (connect,
-    send and read included), so the executor arms no timer of its own around it."""
+    send and read included), so the executor arms no timer of its own around it. ``wire`` names the format the
+    adapter takes and answers in (``chat`` when absent; ``messages`` for Anthropic's): the executor translates
+    when it differs from the caller's."""
 
     name: str
 

@@ -14,8 +14,9 @@ from typing import Any
 from router.config.schema import DeploymentSpec
 from router.context import RequestContext
 from router.model_catalog import ModelInfo, model_info
-from router.tokens import CTX_KEY, cheap_fit
+from router.tokens import cheap_fit
 from router.tokens import prompt_tokens as estimate
+from router.wire import codec_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +74,8 @@ def missing_capability(info: ModelInfo, needs: Needs, configured: DeploymentSpec
 def prompt_tokens(ctx: RequestContext, smallest_window: int) -> int | None:
     """The prompt's token estimate when it might not fit ``smallest_window``; None when it surely fits
     (the estimate's cheap upper bound already fits, so nothing is tokenized)."""
-    cached = ctx.extra.get(CTX_KEY)
-    if isinstance(cached, int):
+    cached = ctx.prompt_estimate
+    if cached is not None:
         return cached
     if cheap_fit(ctx, smallest_window) is True:
         return None
@@ -94,7 +95,7 @@ class Unfit:
 
 def screen(ctx: RequestContext, names: tuple[str, ...]) -> tuple[list[str], list[Unfit]]:
     """Split ``names`` into the deployments that can serve ``ctx`` and the ones that cannot (with why)."""
-    needs = request_needs(ctx.payload)
+    needs = codec_for(ctx.wire).needs(ctx.payload)
     infos = {name: model_info(ctx.snapshot.deployments[name]) for name in names}
     windows = [info.context_window for info in infos.values() if info.context_window]
     tokens = prompt_tokens(ctx, min(windows)) if windows else None

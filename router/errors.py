@@ -148,6 +148,12 @@ class ProviderError(RouterError):
     code = "upstream_error"
     retryable = True
 
+    upstream_body: bytes | None = None
+    """The upstream's error body as it came (bounded), when an adapter keeps it: a caller of the same wire format
+    gets it unmodified (Claude Code's recovery matches on Anthropic's wording)."""
+    upstream_wire: str | None = None
+    """The wire format :attr:`upstream_body` is in (``messages`` for an Anthropic upstream)."""
+
     def __init__(self, message: str, *, upstream_status: int | None = None, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.upstream_status = upstream_status

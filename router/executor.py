@@ -43,6 +43,8 @@ from router.log_throttle import LogThrottle, held_note
 from router.plan import RoutePlan
 from router.redact import PATTERNS_ONLY, Redactor
 from router.store.counters import Counters, MemoryCounters
+from router.wire import CHAT
+from router.wire.translate import TranslatedStream, translate_answer, upstream_headers, upstream_request
 
 log = logging.getLogger("agent_router.executor")
 
@@ -77,9 +79,14 @@ class Executor:
                 # The adapter bounds the whole call by chat.timeout itself (one timer it arms anyway): no second
                 # timer here. The request's deadline may leave less than the attempt's own timeout.
                 chat.timeout = min(chat.timeout, limit)
-                return await provider.complete(chat)
-            async with asyncio.timeout(limit):
-                return await provider.complete(chat)
+                completion = await provider.complete(chat)
+            else:
+                async with asyncio.timeout(limit):
+                    completion = await provider.complete(chat)
+            wire = getattr(provider, "wire", CHAT)
+            if wire == ctx.wire:
+                return completion
+            return Completion(data=translate_answer(wire, ctx.wire, completion.data, ctx))
 
         return await self._run(ctx, plan, call, streaming=False)
 
@@ -105,7 +112,12 @@ class Executor:
                                     began, ctx.snapshot.redactor)
             if type(first) is LastBatch:  # the whole answer came in the first read
                 await tracked.ended_well()
-            return (first if batched else [first]), tracked
+            batch: Batch = first if batched else [first]
+            wire = getattr(provider, "wire", CHAT)
+            if wire == ctx.wire:
+                return batch, tracked
+            translated = TranslatedStream(wire, ctx.wire, tracked, ctx)
+            return translated.first(batch), translated
 
         return await self._run(ctx, plan, call, streaming=True)
 
@@ -119,7 +131,7 @@ class Executor:
             return await self._fall_back(ctx, plan, call, streaming, view, skipped)
         finally:
             if skipped:
-                ctx.extra["skipped"] = [{"deployment": s.deployment, "reason": s.reason, "kind": s.kind}
+                ctx.skipped = [{"deployment": s.deployment, "reason": s.reason, "kind": s.kind}
                                         for s in skipped]
 
     async def _fall_back(self, ctx: RequestContext, plan: RoutePlan,
@@ -196,8 +208,10 @@ class Executor:
         attempt = Attempt(deployment=name, provider=deployment.provider, model=deployment.model)
         ctx.attempts.append(attempt)
         limit = min(_timeout(ctx, deployment), remaining)
-        chat = ChatCall(body=build_body(ctx.payload, deployment, plan), timeout=_timeout(ctx, deployment),
-                        request_id=ctx.request_id)
+        wire = getattr(provider, "wire", CHAT)
+        payload = ctx.payload if wire == ctx.wire else upstream_request(ctx, wire, deployment)
+        chat = ChatCall(body=build_body(payload, deployment, plan), timeout=_timeout(ctx, deployment),
+                        request_id=ctx.request_id, extra_headers=upstream_headers(ctx, wire))
         started = time.perf_counter()
         self.stats.started(name)
         error: ProviderError

@@ -107,9 +107,9 @@ class RouterState:
 
     def finish(self, ctx: RequestContext, status: str) -> None:
         """Called exactly once per request when it ends, success or failure. Never blocks."""
-        if ctx.extra.get("finished"):
+        if ctx.finished:
             return
-        ctx.extra["finished"] = True
+        ctx.finished = True
         try:
             self.limits.settle(ctx)
         finally:

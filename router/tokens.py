@@ -28,7 +28,8 @@ import orjson
 if TYPE_CHECKING:
     import tiktoken
 
-    from router.context import RequestContext
+from router.context import RequestContext
+from router.wire import codec_for
 
 FALLBACK_ENCODING = "cl100k_base"
 IMAGE_PART_TOKENS = 85
@@ -45,8 +46,6 @@ _CL100K_PREFIXES = ("gpt-4", "gpt-3.5", "gpt-35", "text-embedding-3", "text-embe
 _lock = threading.Lock()
 _encodings: dict[str, tiktoken.Encoding] = {}
 
-CTX_KEY = "prompt_tokens"
-BOUNDS_KEY = "prompt_token_bounds"
 
 
 def encoding_name(model: str) -> str:
@@ -142,7 +141,7 @@ def tool_call_texts(message: dict[str, Any]) -> list[str]:
     return texts
 
 
-def _prompt_pieces(payload: dict[str, Any]) -> tuple[int, list[str]]:
+def chat_prompt_pieces(payload: dict[str, Any]) -> tuple[int, list[str]]:
     """(fixed tokens: priming, per-message overhead, images; the texts to tokenize) of a chat request."""
     total = REPLY_PRIMING
     pieces: list[str] = []
@@ -159,21 +158,25 @@ def _prompt_pieces(payload: dict[str, Any]) -> tuple[int, list[str]]:
     return total, pieces
 
 
-def estimate_prompt_tokens(payload: dict[str, Any], model: str) -> int:
-    """Tokens the prompt of a chat request will take: messages (text parts, names, tool-call arguments)
-    plus the JSON of the tools or functions offered. An estimate (see the module docstring)."""
+def _pieces(payload: dict[str, Any], wire: str) -> tuple[int, list[str]]:
+    return chat_prompt_pieces(payload) if wire == "chat" else codec_for(wire).prompt_pieces(payload)
+
+
+def estimate_prompt_tokens(payload: dict[str, Any], model: str, wire: str = "chat") -> int:
+    """Tokens the prompt of a request in format ``wire`` will take: messages (text parts, names, tool-call
+    arguments) plus the JSON of the tools offered. An estimate (see the module docstring)."""
     encoding = get_encoding(encoding_name(model))
-    total, pieces = _prompt_pieces(payload)
+    total, pieces = _pieces(payload, wire)
     return total + sum(len(encoding.encode_ordinary(piece)) for piece in pieces)
 
 
-def prompt_token_bounds(payload: dict[str, Any]) -> tuple[int, int]:
+def prompt_token_bounds(payload: dict[str, Any], wire: str = "chat") -> tuple[int, int]:
     """(low, high) with low <= :func:`estimate_prompt_tokens` <= high for every encoding, without one.
 
     Byte-level BPE splits a text's UTF-8 bytes into tokens of 1 to MAX_TOKEN_BYTES bytes each: a non-empty
     text takes at least max(1, ceil(bytes / MAX_TOKEN_BYTES)) tokens and at most its byte count.
     """
-    fixed, pieces = _prompt_pieces(payload)
+    fixed, pieces = _pieces(payload, wire)
     low = high = fixed
     for piece in pieces:
         if not piece:
@@ -185,26 +188,25 @@ def prompt_token_bounds(payload: dict[str, Any]) -> tuple[int, int]:
 
 
 def prompt_tokens(ctx: RequestContext) -> int:
-    """The request's prompt estimate, computed once and kept on ``ctx.extra["prompt_tokens"]``.
+    """The request's prompt estimate, computed once and kept on ``ctx.prompt_estimate``.
 
     The encoding follows the requested model, or for a public model name its primary deployment's model.
     """
-    cached = ctx.extra.get(CTX_KEY)
-    if isinstance(cached, int):
+    cached = ctx.prompt_estimate
+    if cached is not None:
         return cached
-    tokens = estimate_prompt_tokens(ctx.payload, _upstream_model(ctx))
-    ctx.extra[CTX_KEY] = tokens
+    tokens = ctx.prompt_estimate = estimate_prompt_tokens(ctx.payload, _upstream_model(ctx), ctx.wire)
     return tokens
 
 
 def prompt_bounds(ctx: RequestContext) -> tuple[int, int]:
     """Bounds of the request's prompt estimate (the estimate itself when already counted), kept on ``ctx``."""
-    counted = ctx.extra.get(CTX_KEY)
-    if isinstance(counted, int):
+    counted = ctx.prompt_estimate
+    if counted is not None:
         return counted, counted
-    bounds: tuple[int, int] | None = ctx.extra.get(BOUNDS_KEY)
+    bounds = ctx.prompt_token_bounds
     if bounds is None:
-        bounds = ctx.extra[BOUNDS_KEY] = prompt_token_bounds(ctx.payload)
+        bounds = ctx.prompt_token_bounds = prompt_token_bounds(ctx.payload, ctx.wire)
     return bounds
 
 
@@ -231,9 +233,9 @@ def prompt_ceiling(ctx: RequestContext) -> int | None:
     size = ctx.body_bytes
     if not size:
         return None
-    messages = ctx.payload.get("messages")
+    messages = codec_for(ctx.wire).message_count(ctx.payload)
     overhead = TOKENS_PER_MESSAGE + TOKENS_PER_NAME
-    return REPLY_PRIMING + overhead * (len(messages) if isinstance(messages, list) else 0) + 5 * size
+    return REPLY_PRIMING + overhead * messages + 5 * size
 
 
 def cheap_fit(ctx: RequestContext, window: int) -> bool | None:

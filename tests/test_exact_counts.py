@@ -12,7 +12,7 @@ from pathlib import Path
 from router.exact_counts import count_demand, ensure_exact_counts
 from router.rules import plan_route
 from router.rules.explain import request_context
-from router.tokens import CTX_KEY, encoding_for, encoding_loaded
+from router.tokens import encoding_for, encoding_loaded
 from tests.test_rules_unit import load, strategy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,7 @@ def test_bounds_decide_whether_a_count_may_be_needed(tmp_path: Path) -> None:
     assert not demand.may_count(request_context(snapshot, SHORT))
     assert demand.may_count(request_context(snapshot, WORDY))  # 'tiny' cannot tell 2,000 bytes from 1,000 tokens
     counted = request_context(snapshot, WORDY)
-    counted.extra[CTX_KEY] = 500
+    counted.prompt_estimate = 500
     assert not demand.may_count(counted)
     windows_only = strategy(tmp_path, "cheapest")  # no ranges; deployment a's window is 8,000
     big = {"model": "fast", "messages": [{"role": "user", "content": "x" * 9000}]}
@@ -59,10 +59,10 @@ def test_cheapest_counts_only_when_a_window_is_in_doubt(tmp_path: Path) -> None:
     snapshot = strategy(tmp_path, "cheapest")
     ctx = request_context(snapshot, SHORT)
     assert plan_route(ctx).deployments == ("a", "b", "c")
-    assert CTX_KEY not in ctx.extra
+    assert ctx.prompt_estimate is None
     ctx = request_context(snapshot, {"model": "fast", "messages": [{"role": "user", "content": "x " * 6000}]})
     assert plan_route(ctx).deployments == ("a", "b", "c")  # 12,000 bytes may be over a's 8,000: counted
-    assert isinstance(ctx.extra[CTX_KEY], int) and ctx.extra[CTX_KEY] <= 8000
+    assert isinstance(ctx.prompt_estimate, int) and ctx.prompt_estimate <= 8000
 
 
 def test_the_pre_step_loads_the_encoding_the_count_will_use(tmp_path: Path) -> None:

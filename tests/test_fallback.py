@@ -420,7 +420,8 @@ def test_screen_skips_what_a_deployment_cannot_do_and_assumes_unknown_is_yes():
     }
     payload = {"messages": USER, "tools": [{"type": "function", "function": {"name": "f"}}],
                "parallel_tool_calls": True}
-    ctx = SimpleNamespace(payload=payload, extra={}, snapshot=SimpleNamespace(deployments=deployments))
+    ctx = SimpleNamespace(payload=payload, prompt_estimate=None, prompt_token_bounds=None, wire="chat", body_bytes=0,
+                          snapshot=SimpleNamespace(deployments=deployments))
     fit, unfit = screen(ctx, ("notools", "noparallel", "unknown"))
     assert fit == ["unknown"]
     assert [(u.deployment, u.reason) for u in unfit] == [("notools", "does not support tools"),

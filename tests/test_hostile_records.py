@@ -285,7 +285,7 @@ def refusal(request_id: str, client: str | None, reason: str = "unknown API key"
     ctx = RequestContext(request_id=request_id, snapshot=snapshot(), payload={}, stream=False, requested_model="",
                          client=client)
     ctx.audit_events.append({"ts": time.time(), "request_id": request_id, "agent": None, "reason": reason})
-    ctx.extra["error"] = AuthenticationFailed("the API key is not known to this router")
+    ctx.error = AuthenticationFailed("the API key is not known to this router")
     return ctx
 
 

@@ -347,7 +347,7 @@ def test_callers_without_caps_cost_no_round_trip(tmp_path: Any, upstream: FakeUp
 def test_tokens_a_request_used(tmp_path: Any, upstream: FakeUpstream) -> None:
     snapshot = load_snapshot(str(write_config(limits_config(upstream.openai_base_url), str(tmp_path))))
     ctx = RequestContext("r1", snapshot, {}, False, "fast")
-    ctx.extra["prompt_tokens"] = 42
+    ctx.prompt_estimate = 42
     assert tokens_used(ctx) == 0, "nothing served, nothing used"
     ctx.attempts.append(Attempt("primary", "fake", "up-primary", status="ok"))
     assert tokens_used(ctx) == 42, "no usage reported: the prompt estimate counts"

@@ -258,7 +258,7 @@ def test_tools_merged_from_extra_body_follow_the_role(key: str) -> None:
     assert [t["function"]["name"] for t in merged["tools"]] == ["search"]
     assert merged["tool_choice"] == "auto" and "functions" not in merged and "function_call" not in merged
     assert merged["messages"] == [] and merged["google"] == {"thinking_config": {"budget": 10}}
-    assert ctx.extra["policy_offered_tools"] == {"search", "read_file"}
+    assert ctx.offered_tools == {"search", "read_file"}
     assert {(e["tool"], e["action"]) for e in ctx.audit_events} >= {("rm_rf", "stripped"), ("read_secrets", "stripped"),
                                                                     ("delete_environment", "stripped")}
 

@@ -17,7 +17,7 @@ from router.rules import plan_route
 from router.rules.check import check_rules
 from router.rules.decide import decide
 from router.rules.explain import explain_route, request_context
-from router.tokens import CTX_KEY, count_text_tokens, encoding_name, estimate_prompt_tokens, prompt_tokens
+from router.tokens import count_text_tokens, encoding_name, estimate_prompt_tokens, prompt_tokens
 
 CONFIG = """
 providers:
@@ -51,7 +51,7 @@ def route(snapshot: Snapshot, model: str = "fast", stats: DeploymentStats | None
     payload = {"model": model, "messages": [{"role": "user", "content": "hi"}], **kwargs.pop("payload", {})}
     ctx = request_context(snapshot, payload, **kwargs)
     if tokens is not None:
-        ctx.extra[CTX_KEY] = tokens
+        ctx.prompt_estimate = tokens
     return plan_route(ctx, stats)
 
 
@@ -139,15 +139,15 @@ rules:
 """})
     ctx = request_context(snapshot, {"model": "smart", "messages": [{"role": "user", "content": "hi"}]})
     assert plan_route(ctx).rule == "cheap-first"
-    assert CTX_KEY not in ctx.extra
+    assert ctx.prompt_estimate is None
     ctx = request_context(snapshot, {"model": "other", "messages": [{"role": "user", "content": "hi"}]})
     with pytest.raises(ModelNotFound):
         plan_route(ctx)
-    assert CTX_KEY not in ctx.extra  # the model test failed first: nothing was counted
+    assert ctx.prompt_estimate is None  # the model test failed first: nothing was counted
     long = {"model": "fast", "messages": [{"role": "user", "content": "word " * 200}]}
     ctx = request_context(snapshot, long)
     assert plan_route(ctx).rule == "big"
-    assert ctx.extra[CTX_KEY] > 200
+    assert ctx.prompt_estimate > 200
     assert route(snapshot, tokens=10).rule == "model:fast"
 
 
@@ -237,7 +237,7 @@ def test_cheapest_among_those_whose_window_fits(tmp_path: Path) -> None:
 def test_explain_shows_which_deployments_would_be_skipped(tmp_path: Path) -> None:
     snapshot = strategy(tmp_path, "cheapest")
     ctx = request_context(snapshot, {"model": "fast", "messages": []})
-    ctx.extra[CTX_KEY] = 50_000
+    ctx.prompt_estimate = 50_000
     out = explain_route(ctx)
     assert [(c["deployment"], bool(c["skip"])) for c in out["chain"]] == [("b", False), ("c", False), ("a", True)]
     assert "context window" in out["chain"][2]["skip"]
@@ -465,11 +465,11 @@ rules:
     short = {"model": "fast", "messages": [{"role": "user", "content": "hi"}]}
     ctx = request_context(snapshot, short)
     assert plan_route(ctx).rule == "tiny"
-    assert CTX_KEY not in ctx.extra  # neither range needed the tokenizer
+    assert ctx.prompt_estimate is None  # neither range needed the tokenizer
     long = {"model": "fast", "messages": [{"role": "user", "content": "word " * 400}]}
     ctx = request_context(snapshot, long)
     assert plan_route(ctx).rule == "tiny"  # 2000 bytes might be over 1000 tokens: counted to know
-    assert ctx.extra[CTX_KEY] == estimate_prompt_tokens(long, "up-a") <= 1000
+    assert ctx.prompt_estimate == estimate_prompt_tokens(long, "up-a") <= 1000
     traced = explain_route(request_context(snapshot, short))  # an explanation always shows the count
     assert traced["prompt_tokens"] == estimate_prompt_tokens(short, "up-a")
 

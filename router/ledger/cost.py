@@ -18,7 +18,6 @@ from router.ledger.usage import MAX_TOKENS, valid_count
 from router.model_catalog import model_info
 
 NANO = 1_000_000_000
-CTX_KEY = "cost_usd"
 
 
 def _int(value: Any) -> int:
@@ -85,19 +84,19 @@ def cost_usd(deployment: DeploymentSpec, usage: dict[str, Any] | None) -> tuple[
 
 
 def request_cost(ctx: RequestContext) -> float | None:
-    """USD of the request's served attempt from the provider-reported usage, cached in ``ctx.extra["cost_usd"]``.
+    """USD of the request's served attempt from the provider-reported usage, cached on ``ctx.cost``.
 
     ``None`` when nothing was served, the provider reported no usage, or the price is unknown. (The ledger
     additionally estimates tokens for answers without usage; budgets count only reported usage.)
     """
-    if CTX_KEY in ctx.extra:
-        return ctx.extra[CTX_KEY]  # type: ignore[no-any-return]
+    if ctx.cost_known:
+        return ctx.cost
     served, cost = ctx.served_by, None
     if served is not None and isinstance(ctx.usage, dict):
         deployment = ctx.snapshot.deployments.get(served.deployment)
         if deployment is not None:
             cost = cost_usd(deployment, ctx.usage)[0]
-    ctx.extra[CTX_KEY] = cost
+    ctx.cost, ctx.cost_known = cost, True
     return cost
 
 

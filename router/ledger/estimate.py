@@ -1,8 +1,8 @@
 """Token estimates for answers whose provider reported no usage (flagged ``estimated`` in the ledger).
 
 The hot path pays (almost) nothing for this: a non-streaming answer without usage keeps its text in
-``ctx.extra["completion_text"]``; a stream keeps references to its raw chunks (no copy, no parse) in
-``ctx.extra["stream_chunks"]``, which are parsed only when the stream ended without a usage chunk. The
+``ctx.answer_text``; a stream keeps references to its raw chunks (no copy, no parse) in
+``ctx.stream_chunks``, which are parsed only when the stream ended without a usage chunk. The
 tokenizing itself runs in the ledger's writer, off the event loop.
 """
 
@@ -15,9 +15,8 @@ from typing import Any
 import orjson
 
 from router.tokens import count_text_tokens, estimate_prompt_tokens, tool_call_texts
+from router.wire import codec_for
 
-TEXT_KEY = "completion_text"
-CHUNKS_KEY = "stream_chunks"
 MAX_KEPT_CHUNKS = 50_000
 """A stream longer than this is estimated from its first chunks only (a lower bound)."""
 
@@ -64,9 +63,16 @@ class Estimate:
     model: str
     text: str | None = None
     chunks: list[bytes] | None = None
+    wire: str = "chat"
+    """The caller's format: the payload and the chunks are in it."""
 
     def tokens(self) -> tuple[int, int]:
         """(prompt, completion) token estimates with tiktoken."""
-        prompt = estimate_prompt_tokens(self.payload, self.model)
-        text = self.text if self.text is not None else streamed_text(self.chunks or ())
+        prompt = estimate_prompt_tokens(self.payload, self.model, self.wire)
+        if self.text is not None:
+            text = self.text
+        elif self.wire == "chat":
+            text = streamed_text(self.chunks or ())
+        else:
+            text = codec_for(self.wire).streamed_text(self.chunks or ())
         return prompt, count_text_tokens(text, self.model)

@@ -21,7 +21,7 @@ from router.config.schema import DeploymentSpec
 from router.context import RequestContext
 from router.ledger.audit_rows import fold
 from router.ledger.cost import cost_of_tokens, to_nano, token_counts
-from router.ledger.estimate import CHUNKS_KEY, TEXT_KEY, Estimate
+from router.ledger.estimate import Estimate
 
 log = logging.getLogger("agent_router.ledger")
 
@@ -174,7 +174,7 @@ def policy_outcome(ctx: RequestContext) -> str:
 
 
 def _error_of(ctx: RequestContext) -> tuple[int | None, str | None]:
-    error = ctx.extra.get("error")
+    error = ctx.error
     if error is None:
         return None, None
     return int(getattr(error, "status", 500)), str(getattr(error, "message", error))
@@ -235,8 +235,8 @@ def from_context(ctx: RequestContext, status: str, now: float | None = None,
             event["client_request_id"] = ctx.client_request_id
     finished = FinishedRequest(rows, fold(ctx.audit_events), deployment=spec)
     if ctx.usage is None and spec is not None and served is not None and _answered(ctx, final_status):
-        finished.estimate = Estimate(payload=ctx.payload, model=served.model, text=ctx.extra.get(TEXT_KEY),
-                                     chunks=ctx.extra.get(CHUNKS_KEY))
+        finished.estimate = Estimate(payload=ctx.payload, model=served.model, text=ctx.answer_text,
+                                     chunks=ctx.stream_chunks, wire=ctx.wire)
     return finished
 
 
@@ -256,7 +256,7 @@ def utc_day(ts: float) -> str:
 
 def _answered(ctx: RequestContext, status: str) -> bool:
     """Whether an upstream produced (and presumably billed) an answer that reported no usage."""
-    return status == "ok" or bool(ctx.extra.get(CHUNKS_KEY)) or ctx.extra.get(TEXT_KEY) is not None
+    return status == "ok" or bool(ctx.stream_chunks) or ctx.answer_text is not None
 
 
 def _price_known(ctx: RequestContext, deployment: str) -> bool | None:

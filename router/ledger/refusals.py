@@ -31,7 +31,7 @@ BucketKey = tuple[int, str, str, str | None]
 
 def is_unauthenticated(ctx: RequestContext) -> bool:
     """Refused by identity before an agent was known (cheap: most requests have an agent)."""
-    return ctx.agent is None and isinstance(ctx.extra.get("error"), AuthenticationFailed)
+    return ctx.agent is None and isinstance(ctx.error, AuthenticationFailed)
 
 
 @dataclass(slots=True)
@@ -69,7 +69,7 @@ class RefusalTally:
             else:
                 self._buckets_in[minute] = self._buckets_in.get(minute, 0) + 1
         if counted is None:
-            error = ctx.extra.get("error")
+            error = ctx.error
             self._counts[key] = RefusalCount(ctx.request_id, ctx.request_id, str(getattr(error, "message", error)),
                                              ctx.snapshot.version)
             return

@@ -85,7 +85,7 @@ class Limits:
             return
         if refused is not None:
             check = checks[refused.gate]
-            ctx.extra["limit_refused"] = f"{check.scope.kind}:{check.scope.name}:{check.metric}"
+            ctx.limit_refused = f"{check.scope.kind}:{check.scope.name}:{check.metric}"
             raise refusal(check, refused.value, refused.ttl, now)
 
     def _unchecked(self, checks: list[Check]) -> None:
@@ -102,7 +102,7 @@ class Limits:
     def settle(self, ctx: RequestContext) -> None:
         """Count what the finished request used (tokens, cost) against its limits. Must not block."""
         scopes = self.scopes(ctx)
-        if not scopes or self.outage.down or ctx.extra.get("limit_refused") or not counts_usage(scopes):
+        if not scopes or self.outage.down or ctx.limit_refused or not counts_usage(scopes):
             return
         budgeted = any(s.caps.usd_day is not None or s.caps.usd_month is not None for s in scopes)
         cost = request_cost(ctx) if budgeted else None

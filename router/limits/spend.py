@@ -11,7 +11,6 @@ import math
 from router.context import RequestContext
 from router.ledger import cost
 from router.ledger.cost import token_counts
-from router.tokens import CTX_KEY
 
 __all__ = ["request_cost", "tokens_used"]
 
@@ -30,7 +29,7 @@ def tokens_used(ctx: RequestContext) -> int:
     if isinstance(ctx.usage, dict):
         prompt, completion, _ = token_counts(ctx.usage)
         return prompt + completion
-    served, estimate = ctx.served_by, ctx.extra.get(CTX_KEY)
+    served, estimate = ctx.served_by, ctx.prompt_estimate
     if served is not None and served.status == "ok" and isinstance(estimate, int):
         return estimate
     return 0

@@ -4,7 +4,7 @@ Runs before anything reaches a provider. ``strip`` rewrites ``ctx.payload`` so t
 request (a ``tool_choice`` that no longer fits becomes ``auto`` or goes away; empty tool lists are
 dropped with their companion fields); ``block`` raises PolicyViolation (403) listing every violation;
 ``audit_only`` changes nothing and records what would have happened. The names of the tools left on
-offer are kept in ``ctx.extra`` for the response side, which refuses calls to tools never offered.
+offer are kept in ``ctx.offered_tools`` for the response side, which refuses calls to tools never offered.
 
 The same review applies wherever an upstream may merge tool fields into the request: objects under a key in
 :data:`MERGED_OBJECTS` (``extra_body``, spelled in any case, with ``_``/``-`` or none), nested up to
@@ -26,8 +26,6 @@ from router.policy.decide import ToolDecision, ToolPolicy, decide, policy_for
 from router.policy.events import record, record_decision
 from router.policy.names import safe_name
 
-OFFERED_KEY = "policy_offered_tools"
-POLICY_KEY = "tool_policy"
 _NAMED_CHOICE_TYPES = ("function", "custom")
 MERGED_OBJECTS = frozenset(("extrabody", "extraargs", "modelkwargs"))
 """Skeletons of keys whose object gateways and SDK-based servers merge into the request (``extra_body``; the
@@ -261,13 +259,13 @@ def _refuse_lookalikes(review: _Review, section: dict[str, Any], where: str) -> 
 def apply_request_policy(ctx: RequestContext) -> None:
     """Filter ``ctx.payload`` in place, or raise PolicyViolation (403) in block mode."""
     policy = policy_for(ctx.snapshot, ctx.role)
-    ctx.extra[POLICY_KEY] = policy
+    ctx.tool_policy = policy
     payload = ctx.payload
     review = _Review(ctx, policy)
     _refuse_lookalikes(review, payload, "$")
     _review_section(review, payload, "")
     _merged_objects(review, payload, "", 1)
-    ctx.extra[OFFERED_KEY] = frozenset(review.offered - {""})
+    ctx.offered_tools = frozenset(review.offered - {""})
     if not review.violations or policy.mode == "audit_only":
         return
     if policy.mode == "block":

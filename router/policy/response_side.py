@@ -17,13 +17,12 @@ from router.errors import PolicyViolation
 from router.policy import lookalike_keys
 from router.policy.decide import ToolPolicy, decide_call, policy_for
 from router.policy.events import record_decision
-from router.policy.request_side import OFFERED_KEY, POLICY_KEY, call_arguments
+from router.policy.request_side import call_arguments
 
 
 def policy_of(ctx: RequestContext) -> tuple[ToolPolicy, frozenset[str]]:
     """The policy and offered tools fixed by the request side (nothing offered if it did not run)."""
-    policy = ctx.extra.get(POLICY_KEY) or policy_for(ctx.snapshot, ctx.role)
-    return policy, ctx.extra.get(OFFERED_KEY, frozenset())
+    return ctx.tool_policy or policy_for(ctx.snapshot, ctx.role), ctx.offered_tools
 
 
 def may_carry_call(payload: bytes) -> bool:

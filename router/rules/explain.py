@@ -16,7 +16,6 @@ from router.deployment_stats import DeploymentStats
 from router.rules.decide import Decision, decide
 from router.rules.facts import header_name
 from router.rules.routes import Random, default_random
-from router.tokens import CTX_KEY
 
 
 def request_context(snapshot: Snapshot, payload: dict[str, Any], *, agent: str | None = None,
@@ -64,5 +63,5 @@ def decision_json(ctx: RequestContext, decision: Decision) -> dict[str, Any]:
         "chain": chain,
         "set_params": plan.set_params,
         "cap_params": plan.cap_params,
-        "prompt_tokens": ctx.extra.get(CTX_KEY),
+        "prompt_tokens": ctx.prompt_estimate,
     }

@@ -6,6 +6,7 @@ from typing import Any
 
 from router.context import RequestContext
 from router.tokens import prompt_bounds, prompt_ceiling, prompt_fits, prompt_tokens
+from router.wire import codec_for
 
 HEADER_PREFIX = "x-agent-router-"
 
@@ -53,7 +54,12 @@ class RequestFacts:
 
     @property
     def tools_offered(self) -> bool:
-        return bool(self.ctx.payload.get("tools") or self.ctx.payload.get("functions"))
+        return codec_for(self.ctx.wire).tools_offered(self.ctx.payload)
+
+    @property
+    def api(self) -> str:
+        """The caller's wire format: ``chat``, ``messages``."""
+        return self.ctx.wire
 
     @property
     def stream(self) -> bool:

@@ -32,7 +32,6 @@ from router.deployment_stats import DeploymentStats
 from router.errors import RouterError
 from router.rules.decide import decide
 from router.rules.explain import request_context
-from router.tokens import CTX_KEY
 
 DEFAULT_MESSAGES = [{"role": "user", "content": "hello"}]
 TEST_SEED = 20240101
@@ -91,7 +90,7 @@ def _mismatches(case: RuleTestCase, snapshot: Snapshot) -> list[str]:
     payload = {"messages": DEFAULT_MESSAGES, **case.request}
     ctx = request_context(snapshot, payload, agent=case.agent, role=case.role, headers=case.headers)
     if case.prompt_tokens is not None:
-        ctx.extra[CTX_KEY] = case.prompt_tokens
+        ctx.prompt_estimate = case.prompt_tokens
     expect = case.expect
     try:
         plan = decide(ctx, _stats(case.stats), rand=random.Random(TEST_SEED).random).plan
