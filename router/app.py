@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from router import __version__
-from router.api import chat, health, models, route_explain
+from router.api import chat, health, messages, models, route_explain
 from router.api.admin_modules import admin_modules
 from router.api.error_handlers import install_error_handlers
 from router.api.openapi_errors import install_error_docs
@@ -24,10 +24,12 @@ if TYPE_CHECKING:
     from fastapi.telemetry import TelemetryConfig
 
 CHAT_PATH = "/v1/chat/completions"
+MESSAGES_PATH = "/v1/messages"
 
 
 class RouterApp(FastAPI):
-    """FastAPI for everything but the hot path: ``POST /v1/chat/completions`` goes straight to the plain-ASGI
+    """FastAPI for everything but the hot paths: ``POST /v1/chat/completions`` and ``POST /v1/messages`` go straight
+    to the plain-ASGI
     handler, skipping Starlette's middleware stack, routing and Request/Response objects (about 15% of a
     request's CPU under load). Every other path and method keeps FastAPI's handling (404/405, admin, docs)."""
 
@@ -35,10 +37,14 @@ class RouterApp(FastAPI):
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         state = self.router_state
-        if state is not None and scope["type"] == "http" and scope["method"] == "POST" \
-                and route_path(scope) == CHAT_PATH:
-            await chat.serve_chat(state, scope, receive, send)
-            return
+        if state is not None and scope["type"] == "http" and scope["method"] == "POST":
+            path = route_path(scope)
+            if path == CHAT_PATH:
+                await chat.serve_chat(state, scope, receive, send)
+                return
+            if path == MESSAGES_PATH:
+                await messages.serve_messages(state, scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -74,10 +80,11 @@ def create_app(settings: Settings | None = None, snapshot: Snapshot | None = Non
 
     # No redirect_slashes: its 307 is built from the caller's Host header; a stray "/" gets an OpenAI-style 404.
     app = RouterApp(title="agent-router", version=__version__, lifespan=lifespan, telemetry=_telemetry(settings),
-                    description="OpenAI-compatible model router for AI agents.", redirect_slashes=False)
+                    description="OpenAI- and Anthropic-compatible model router and tool gateway for AI agents.",
+                    redirect_slashes=False)
     install_error_handlers(app)
     install_error_docs(app)
-    for module in (chat, models, health, route_explain, *admin_modules()):
+    for module in (chat, messages, models, health, route_explain, *admin_modules()):
         app.include_router(module.api)
     app.add_middleware(RequestIdMiddleware)
     return app

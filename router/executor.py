@@ -373,6 +373,12 @@ def masked(error: ProviderError, redactor: Redactor) -> ProviderError:
     if message is not error.message:
         error.message = message
         error.args = (message,)
+    body = error.upstream_body
+    if body:  # relayed as it came to a caller of the same wire: never with a secret in it
+        text = body.decode("utf-8", "replace")
+        clean = redactor(text)
+        if clean is not text:
+            error.upstream_body = clean.encode()
     return error
 
 

@@ -43,6 +43,8 @@ class ModelInfo:
     input_cost_per_token: float | None = None
     output_cost_per_token: float | None = None
     cached_input_cost_per_token: float | None = None
+    cache_write_cost_per_token: float | None = None
+    """Prompt-cache writes (Anthropic's cache creation, 1.25x input for the 5-minute cache); input price if unknown."""
     supports_tools: bool | None = None
     supports_parallel_tool_calls: bool | None = None
     supports_json_mode: bool | None = None
@@ -193,6 +195,8 @@ def _merge(deployment: DeploymentSpec) -> ModelInfo:
         output_cost_per_token=price(prices.output_per_million if prices else None, "output_cost_per_token"),
         cached_input_cost_per_token=price(prices.cached_input_per_million if prices else None,
                                           "cache_read_input_token_cost"),
+        cache_write_cost_per_token=price(prices.cache_write_per_million if prices else None,
+                                         "cache_creation_input_token_cost"),
         supports_tools=capability(supports.tools, "supports_function_calling"),
         supports_parallel_tool_calls=capability(supports.parallel_tool_calls, "supports_parallel_function_calling"),
         supports_json_mode=capability(supports.json_mode, "supports_response_schema"),

@@ -22,6 +22,7 @@ from router.ledger.audit_trail import AuditTrail
 from router.limits import Limits
 from router.provider_pool import ProviderPool
 from router.redact import protect_logs, router_redactor
+from router.session_affinity import SessionAffinity
 from router.settings import Settings
 from router.store.counters import Counters, CountersUnavailable, build_counters
 from router.store.database import Database
@@ -55,6 +56,7 @@ class RouterState:
         self.database = Database(settings.database_url, settings.database_connect_timeout,
                                  settings.database_statement_timeout)
         self.executor = Executor(self.counters, self.stats)
+        self.affinity = SessionAffinity()
         self.identity = Identity(self.database, self.counters, refresh_interval=settings.keys_refresh_interval,
                                  max_staleness=settings.keys_max_staleness)
         self.limits = Limits(self.counters, settings)
@@ -111,6 +113,8 @@ class RouterState:
             return
         ctx.finished = True
         try:
+            if status == "ok":
+                self.affinity.remember(ctx)
             self.limits.settle(ctx)
         finally:
             self.ledger.record(ctx, status)

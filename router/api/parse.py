@@ -27,7 +27,7 @@ def parse_chat_body(body: bytes, caps: RequestCaps = DEFAULT_CAPS) -> dict[str, 
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("request body must be a JSON object")
-    _check_depth(body, payload, caps.max_json_depth)
+    check_depth(body, payload, caps.max_json_depth)
     model = payload.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("you must provide a model parameter (a non-empty string)", param="model")
@@ -65,7 +65,7 @@ def parse_chat_body(body: bytes, caps: RequestCaps = DEFAULT_CAPS) -> dict[str, 
     return payload
 
 
-def _check_depth(body: bytes, payload: dict[str, Any], limit: int) -> None:
+def check_depth(body: bytes, payload: dict[str, Any], limit: int) -> None:
     """Refuse nesting deeper than ``limit`` (the top-level object is level 1)."""
     if len(body) <= _SMALL_BODY and body.count(b"{") + body.count(b"[") <= limit:
         return  # fewer brackets than levels allowed: cheaper to count than to walk when the body is small

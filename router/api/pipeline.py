@@ -93,7 +93,7 @@ async def serve(codec: Codec, state: RouterState, scope: Scope, receive: Receive
         await state.limits.admit(ctx)
         codec.review_request(ctx)
         await ensure_exact_counts(ctx)  # loads a tokenizer off the loop, only when a count is really needed
-        plan = plan_route(ctx, state.stats)
+        plan = state.affinity.apply(ctx, plan_route(ctx, state.stats))
         ctx.rule = plan.rule
         if ctx.stream:
             await _stream(codec, state, ctx, plan, receive, send, ids)

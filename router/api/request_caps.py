@@ -49,8 +49,8 @@ def check_tools(name: str, tools: list[Any], caps: RequestCaps) -> None:
         spec = tool.get("function", tool) if name == "tools" else tool
         if type(spec) is not dict:
             continue
-        _check_text(spec.get("name"), caps.max_tool_name_chars, "max_tool_name_chars", f"{name}[{i}] name")
-        _check_text(spec.get("description"), caps.max_tool_description_chars, "max_tool_description_chars",
+        check_text(spec.get("name"), caps.max_tool_name_chars, "max_tool_name_chars", f"{name}[{i}] name")
+        check_text(spec.get("description"), caps.max_tool_description_chars, "max_tool_description_chars",
                     f"{name}[{i}] description")
 
 
@@ -74,11 +74,11 @@ def count_calls(i: int, calls: object, caps: RequestCaps) -> int:
     for j, call in enumerate(calls):
         function = call.get("function") if type(call) is dict else None
         if type(function) is dict:
-            _check_text(function.get("name"), caps.max_tool_name_chars, "max_tool_name_chars",
+            check_text(function.get("name"), caps.max_tool_name_chars, "max_tool_name_chars",
                         f"messages[{i}].tool_calls[{j}] name")
     return len(calls)
 
 
-def _check_text(value: object, cap: int, setting: str, where: str) -> None:
+def check_text(value: object, cap: int, setting: str, where: str) -> None:
     if type(value) is str and len(value) > cap:
         raise refuse(f"{where} has {len(value)} characters", cap, setting, where.replace(" ", "."))

@@ -55,6 +55,8 @@ class Prices(Strict):
     input_per_million: float | None = Field(default=None, ge=0)
     output_per_million: float | None = Field(default=None, ge=0)
     cached_input_per_million: float | None = Field(default=None, ge=0)
+    cache_write_per_million: float | None = Field(default=None, ge=0, description="Prompt-cache writes (Anthropic's "
+                                                  "cache creation); the input price when not given.")
 
 
 class Capabilities(Strict):

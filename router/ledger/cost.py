@@ -40,8 +40,17 @@ def token_counts(usage: dict[str, Any] | None) -> tuple[int, int, int]:
     return prompt, completion, cached
 
 
-TokenPrices = tuple[float, float, float]
-"""USD per input, cached input and output token."""
+def cache_write_count(usage: dict[str, Any] | None, uncached: int) -> int:
+    """Prompt tokens written to the upstream's cache (``prompt_tokens_details.cache_write_tokens``, filled from
+    Anthropic's ``cache_creation_input_tokens``), never more than the ``uncached`` prompt tokens."""
+    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+    if not isinstance(details, dict):
+        return 0
+    return min(max(uncached, 0), _int(details.get("cache_write_tokens")))
+
+
+TokenPrices = tuple[float, float, float, float]
+"""USD per input, cached input, output and cache-write token."""
 
 _PRICES: dict[int, tuple[DeploymentSpec, TokenPrices | None]] = {}
 _PRICES_KEPT = 1024
@@ -60,27 +69,31 @@ def token_prices(deployment: DeploymentSpec) -> TokenPrices | None:
     info = model_info(deployment)
     prices: TokenPrices | None = None
     if info.input_cost_per_token is not None and info.output_cost_per_token is not None:
-        cached = info.cached_input_cost_per_token
+        cached, written = info.cached_input_cost_per_token, info.cache_write_cost_per_token
         prices = (info.input_cost_per_token, info.input_cost_per_token if cached is None else cached,
-                  info.output_cost_per_token)
+                  info.output_cost_per_token, info.input_cost_per_token if written is None else written)
     if len(_PRICES) >= _PRICES_KEPT:
         _PRICES.clear()
     _PRICES[id(deployment)] = (deployment, prices)
     return prices
 
 
-def cost_of_tokens(deployment: DeploymentSpec, prompt: int, completion: int, cached: int) -> tuple[float | None, bool]:
-    """(USD or None, whether the deployment's price is known)."""
+def cost_of_tokens(deployment: DeploymentSpec, prompt: int, completion: int, cached: int,
+                   written: int = 0) -> tuple[float | None, bool]:
+    """(USD or None, whether the deployment's price is known). ``cached`` (cache reads) and ``written`` (cache
+    writes) are parts of ``prompt``, each at its own price."""
     prices = token_prices(deployment)
     if prices is None:
         return (0.0 if prompt == 0 and completion == 0 else None), False
-    input_price, cached_price, output_price = prices
-    return (prompt - cached) * input_price + cached * cached_price + completion * output_price, True
+    input_price, cached_price, output_price, write_price = prices
+    return ((prompt - cached - written) * input_price + cached * cached_price + written * write_price
+            + completion * output_price), True
 
 
 def cost_usd(deployment: DeploymentSpec, usage: dict[str, Any] | None) -> tuple[float | None, bool]:
     """USD of one answer from ``deployment`` with this usage: ``(cost or None, price_known)``."""
-    return cost_of_tokens(deployment, *token_counts(usage))
+    prompt, completion, cached = token_counts(usage)
+    return cost_of_tokens(deployment, prompt, completion, cached, cache_write_count(usage, prompt - cached))
 
 
 def request_cost(ctx: RequestContext) -> float | None:

@@ -20,7 +20,7 @@ from typing import Any
 from router.config.schema import DeploymentSpec
 from router.context import RequestContext
 from router.ledger.audit_rows import fold
-from router.ledger.cost import cost_of_tokens, to_nano, token_counts
+from router.ledger.cost import cache_write_count, cost_of_tokens, to_nano, token_counts
 from router.ledger.estimate import Estimate
 
 log = logging.getLogger("agent_router.ledger")
@@ -62,6 +62,17 @@ class UsageRecord:
     """The client address, on aggregated unauthenticated refusals only."""
     client_request_id: str | None = None
     """The caller's own ``x-request-id``, for correlation; ``request_id`` (the router's) keys the record."""
+    api: str | None = None
+    """The caller's wire format: ``chat``, ``messages``."""
+    cache_write_tokens: int = 0
+    """Prompt tokens written to the upstream's prompt cache (Anthropic's ``cache_creation_input_tokens``), part of
+    ``prompt_tokens`` and priced apart."""
+    session_id: str | None = None
+    """Claude Code's ``x-claude-code-session-id``: usage per coding session."""
+    session_agent: str | None = None
+    """``x-claude-code-agent-id``: the sub-agent inside the session (cost attribution, not an identity)."""
+    parent_agent: str | None = None
+    """``x-claude-code-parent-agent-id``."""
 
     def row(self) -> Row:
         return _row_of(self)
@@ -208,13 +219,17 @@ def from_context(ctx: RequestContext, status: str, now: float | None = None,
             error = ctx.snapshot.redactor(error)  # a second line of defence: the executor masked it already
     spec = ctx.snapshot.deployments.get(served.deployment) if served is not None else None
     prompt, completion, cached = token_counts(ctx.usage)
+    written = cache_write_count(ctx.usage, prompt - cached)
     if spec is not None:
-        cost, known = cost_of_tokens(spec, prompt, completion, cached)
+        cost, known = cost_of_tokens(spec, prompt, completion, cached, written)
     else:
         cost, known = 0.0, None
     charged = (prompt, completion, cached, to_nano(cost), _flag(known), 0)
     who = (ctx.request_id, len(attempts), ctx.agent, ctx.role, ctx.rule, ctx.requested_model or None)
-    tail = (policy_outcome(ctx), int(ctx.stream), 1, None, ctx.client_request_id)
+    headers = ctx.headers
+    tail = (policy_outcome(ctx), int(ctx.stream), 1, None, ctx.client_request_id, ctx.wire, written,
+            _header(headers, "x-claude-code-session-id"), _header(headers, "x-claude-code-agent-id"),
+            _header(headers, "x-claude-code-parent-agent-id"))
     request_id, _, agent, role, rule, requested = who
     if served is None:
         where: tuple[str | None, ...] = (None, None, None)
@@ -223,13 +238,15 @@ def from_context(ctx: RequestContext, status: str, now: float | None = None,
     rows: list[Row] = [(now, utc_day(now), "request", *who, *where, final_status, http_status, error,
                         _millis(latency_ms), *charged, *tail)]
     last = len(attempts)
+    idle_tail = (*tail[:6], 0, *tail[7:])  # an attempt that did not answer wrote nothing to the cache
     redact = ctx.snapshot.redactor
     for number, attempt in enumerate(attempts, start=1):
         started = attempt.started
         tokens = charged if number == last else (0, 0, 0, 0, _flag(_price_known(ctx, attempt.deployment)), 0)
         rows.append((started, utc_day(started), "attempt", request_id, number, agent, role, rule, requested,
                      attempt.deployment, attempt.provider, attempt.model, "ok" if attempt.status == "ok" else "error",
-                     None, attempt.error and redact(attempt.error), _millis(attempt.latency_ms), *tokens, *tail))
+                     None, attempt.error and redact(attempt.error), _millis(attempt.latency_ms), *tokens,
+                     *(tail if number == last else idle_tail)))
     if ctx.client_request_id is not None:
         for event in ctx.audit_events:  # hashed with the event (in its extra), found by audit list --request-id
             event["client_request_id"] = ctx.client_request_id
@@ -252,6 +269,15 @@ def utc_day(ts: float) -> str:
             _DAYS.clear()
         day = _DAYS[number] = datetime.fromtimestamp(number * 86400, UTC).strftime("%Y-%m-%d")
     return day
+
+
+MAX_HEADER_CHARS = 200
+"""Session and agent ids longer than this are cut (a header is caller-controlled text)."""
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    return value[:MAX_HEADER_CHARS] if value else None
 
 
 def _answered(ctx: RequestContext, status: str) -> bool:

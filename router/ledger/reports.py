@@ -30,7 +30,8 @@ from router.store.database import Database
 GROUP_KEYS: dict[str, str] = {
     "model": "model", "requested_model": "requested_model", "deployment": "deployment", "provider": "provider",
     "agent": "agent", "role": "role", "rule": "rule", "day": "day", "policy_outcome": "policy_outcome",
-    "status": "status", "source": "source",
+    "status": "status", "source": "source", "api": "api", "session": "session_id", "session_agent": "session_agent",
+    "parent_agent": "parent_agent",
 }
 
 _REQ = "kind = 'request'"
@@ -44,6 +45,7 @@ METRICS: dict[str, str] = {
     "prompt_tokens": f"CASE WHEN {_REQ} AND estimated = 0 THEN prompt_tokens ELSE 0 END",
     "completion_tokens": f"CASE WHEN {_REQ} AND estimated = 0 THEN completion_tokens ELSE 0 END",
     "cached_tokens": f"CASE WHEN {_REQ} AND estimated = 0 THEN cached_tokens ELSE 0 END",
+    "cache_write_tokens": f"CASE WHEN {_REQ} AND estimated = 0 THEN cache_write_tokens ELSE 0 END",
     "cost_nano": f"CASE WHEN {_REQ} AND estimated = 0 AND cost_nano IS NOT NULL THEN cost_nano ELSE 0 END",
     "estimated_requests": f"CASE WHEN {_REQ} AND estimated = 1 THEN 1 ELSE 0 END",
     "estimated_prompt_tokens": f"CASE WHEN {_REQ} AND estimated = 1 THEN prompt_tokens ELSE 0 END",
@@ -52,7 +54,8 @@ METRICS: dict[str, str] = {
     "unpriced_requests": f"CASE WHEN {_REQ} AND cost_nano IS NULL THEN 1 ELSE 0 END",
 }
 COLUMNS_SHOWN: list[str] = ["requests", "errors", "refused", "unauthenticated", "attempts", "failed_attempts",
-                            "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "estimated_requests",
+                            "prompt_tokens", "completion_tokens", "cached_tokens", "cache_write_tokens", "cost_usd",
+                            "estimated_requests",
                             "estimated_prompt_tokens", "estimated_completion_tokens", "estimated_cost_usd",
                             "unpriced_requests"]
 

@@ -50,6 +50,15 @@ LEDGER_STEPS: list[str] = [
     ALTER TABLE usage_records ADD COLUMN client_request_id TEXT;
     CREATE INDEX IF NOT EXISTS usage_records_client_request ON usage_records (client_request_id)
     """,
+    # 4: the caller's wire format, prompt-cache writes (priced apart), and Claude Code's session and sub-agent ids.
+    """
+    ALTER TABLE usage_records ADD COLUMN api TEXT;
+    ALTER TABLE usage_records ADD COLUMN cache_write_tokens BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE usage_records ADD COLUMN session_id TEXT;
+    ALTER TABLE usage_records ADD COLUMN session_agent TEXT;
+    ALTER TABLE usage_records ADD COLUMN parent_agent TEXT;
+    CREATE INDEX IF NOT EXISTS usage_records_session ON usage_records (session_id)
+    """,
 ]
 
 AUDIT_STEPS: list[str] = [

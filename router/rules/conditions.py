@@ -225,7 +225,7 @@ def compile_match(spec: MatchSpec, where: Where, errors: list[tuple[Where, str]]
                 errors.append(((*path, i) if isinstance(value, list) else path, str(exc)))
         return tuple(out)
 
-    for fact in ("model", "agent", "role", "user"):
+    for fact in ("model", "agent", "role", "user", "api"):
         value = getattr(spec, fact)
         if value is not None:
             tests.append(PatternTest(fact, patterns(value, (*where, fact))))

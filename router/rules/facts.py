@@ -11,10 +11,15 @@ from router.wire import codec_for
 HEADER_PREFIX = "x-agent-router-"
 
 
+OWN_NAMES = (HEADER_PREFIX, "x-claude-code-", "anthropic-")
+"""Header names rules use as written; any other name is taken as ``x-agent-router-<name>``."""
+
+
 def header_name(name: str) -> str:
-    """Rule files may write ``team`` for the header ``x-agent-router-team``."""
+    """Rule files may write ``team`` for the header ``x-agent-router-team``; Claude Code's ``x-claude-code-*`` and
+    ``anthropic-*`` headers are matched under their own names."""
     name = name.lower()
-    return name if name.startswith(HEADER_PREFIX) else HEADER_PREFIX + name
+    return name if name.startswith(OWN_NAMES) else HEADER_PREFIX + name
 
 
 class RequestFacts:
@@ -82,6 +87,11 @@ class RequestFacts:
     def prompt_fits(self, window: int) -> bool:
         """``prompt_tokens <= window``, without counting when the ceiling or the bounds already tell."""
         return prompt_fits(self.ctx, window)
+
+    @property
+    def session(self) -> str | None:
+        """Claude Code's session id (``x-claude-code-session-id``): a split keeps a session on one arm."""
+        return self.ctx.headers.get("x-claude-code-session-id") or None
 
     @property
     def sticky_keys(self) -> dict[str, str | None]:

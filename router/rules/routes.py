@@ -109,7 +109,7 @@ class SplitRoute(Route):
         return [{"name": a.name, "weight": a.weight, "deployments": list(a.deployments)} for a in self.arms]
 
     def resolve(self, facts: RequestFacts, rule: str, stats: DeploymentStats | None, rand: Random) -> Resolved:
-        key = None if self.sticky is None else facts.agent if self.sticky == "agent" else facts.user
+        key = facts.session if self.sticky is None else facts.agent if self.sticky == "agent" else facts.user
         point = sticky_fraction(rule, key) if key else rand()
         choices = self._choices
         index = len(choices) - 1
@@ -118,7 +118,7 @@ class SplitRoute(Route):
                 index = i
                 break
         chosen, arm = choices[index], self.arms[index]
-        how = f"sticky by {self.sticky} {key!r})" if key else "random)"
+        how = f"sticky by {self.sticky or 'session'} {key!r})" if key else "random)"
         return Resolved(chosen.deployments, chosen.label + how,
                         {"kind": "split", "arm": arm.name, "sticky": self.sticky, "sticky_key": key,
                          "arms": self._arms_detail})

@@ -40,9 +40,11 @@ class MatchSpec(Strict):
     agent: Patterns | None = None
     role: Patterns | None = None
     headers: dict[str, Patterns] | None = Field(
-        default=None, description="x-agent-router-* request headers; the prefix may be left out.")
+        default=None, description="x-agent-router-* request headers (the prefix may be left out), or Claude Code's "
+                                  "x-claude-code-* and anthropic-* headers by their full names.")
     metadata: dict[str, Patterns] | None = Field(default=None, description="The OpenAI 'metadata' field's values.")
     user: Patterns | None = None
+    api: Patterns | None = Field(default=None, description="The caller's wire format: chat or messages.")
     tools: bool | None = Field(default=None, description="true: the request offers tools (or functions).")
     stream: bool | None = None
     prompt_tokens: TokenRange | None = None
