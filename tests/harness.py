@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import uvicorn
@@ -92,6 +93,10 @@ class RouterServer:
 
     def http(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+
+    def anthropic(self, api_key: str = "test-key", **kwargs: Any) -> anthropic.Anthropic:
+        """The official anthropic client pointed at the router (``ANTHROPIC_BASE_URL`` is the root, not ``/v1``)."""
+        return anthropic.Anthropic(base_url=self.url, api_key=api_key, max_retries=0, timeout=30, **kwargs)
 
 
 class RouterProcess:

@@ -15,6 +15,16 @@ from router.state import RouterState
 api = APIRouter(tags=["health"])
 
 
+@api.get("/", summary="The router answers (clients such as Claude Code probe it)")
+async def root() -> JSONResponse:
+    return JSONResponse({"status": "ok", "service": "agent-router"})
+
+
+@api.head("/", summary="The router answers (HEAD)")
+async def root_head() -> JSONResponse:
+    return JSONResponse({"status": "ok", "service": "agent-router"})
+
+
 @api.get("/healthz", summary="The process is alive")
 async def healthz() -> JSONResponse:
     return JSONResponse({"status": "ok"})
