@@ -484,3 +484,43 @@ def test_token_range_is_decided_by_bounds_only_when_every_count_agrees() -> None
     window = TokenRangeTest(10, 20)
     assert window.decided_by(21, 30) is False and window.decided_by(10, 20) is True
     assert window.decided_by(5, 15) is None and window.decided_by(15, 25) is None
+
+
+def test_rules_match_the_ingress_wire_and_claude_codes_headers(tmp_path: Path) -> None:
+    snapshot = load(tmp_path, {"wire.yaml": """
+rules:
+  - name: claude-subagents
+    when: {api: messages, headers: {x-claude-code-parent-agent-id: "re:.+"}}
+    route: {deployments: [a]}
+  - name: messages
+    when: {api: messages}
+    route: {deployments: [c]}
+  - name: chat
+    when: {api: chat}
+    route: {deployments: [b]}
+"""})
+    payload = {"model": "fast", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    ctx = request_context(snapshot, dict(payload), wire="messages")
+    assert plan_route(ctx).rule == "messages"
+    sub = request_context(snapshot, dict(payload), wire="messages",
+                          headers={"x-claude-code-parent-agent-id": "main"})
+    assert plan_route(sub).rule == "claude-subagents"
+    assert route(snapshot).rule == "chat"
+
+
+def test_a_split_keeps_one_claude_code_session_on_one_arm(tmp_path: Path) -> None:
+    snapshot = load(tmp_path, {"split.yaml": """
+rules:
+  - name: halves
+    route: {split: [{deployment: a, weight: 1}, {deployment: b, weight: 1}]}
+"""})
+    arms = set()
+    for _ in range(20):
+        ctx = request_context(snapshot, {"model": "fast", "messages": []}, wire="messages",
+                              headers={"x-claude-code-session-id": "session-42"})
+        arms.add(plan_route(ctx).deployments[0])
+    assert len(arms) == 1
+    spread = {plan_route(request_context(snapshot, {"model": "fast", "messages": []}, wire="messages",
+                                         headers={"x-claude-code-session-id": f"s-{i}"})).deployments[0]
+              for i in range(40)}
+    assert spread == {"a", "b"}

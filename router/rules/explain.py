@@ -20,10 +20,11 @@ from router.rules.routes import Random, default_random
 
 def request_context(snapshot: Snapshot, payload: dict[str, Any], *, agent: str | None = None,
                     role: str | None = None, headers: Mapping[str, str] | None = None,
-                    request_id: str = "explain") -> RequestContext:
-    """A context as the chat pipeline builds it, for a request that is explained rather than sent."""
+                    request_id: str = "explain", wire: str = "chat") -> RequestContext:
+    """A context as the pipeline builds it, for a request (in format ``wire``) explained rather than sent."""
     ctx = RequestContext(request_id=request_id, snapshot=snapshot, payload=payload,
-                         stream=bool(payload.get("stream")), requested_model=str(payload.get("model") or ""))
+                         stream=bool(payload.get("stream")), requested_model=str(payload.get("model") or ""),
+                         wire=wire)
     ctx.agent, ctx.role = agent, role
     ctx.headers = {header_name(k): str(v) for k, v in (headers or {}).items()}
     if role is None and agent is not None and agent in snapshot.agents:
