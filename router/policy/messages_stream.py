@@ -6,15 +6,20 @@ object, unparsed. A parsed event that nothing changes also goes on as the bytes 
 
 A call block (``tool_use``, ``server_tool_use``, ``mcp_tool_use``, or a type imitating one) is decided on its name
 at ``content_block_start``. Allowed with no argument condition: it streams on. Allowed but a condition applies:
-it is held, start and deltas, until ``content_block_stop``, then decided on its input and re-emitted whole, or
-dropped. A refused block is swallowed entirely (its name and every ``input_json_delta``), as are the blocks
-answering it (same ``tool_use_id``). Surviving blocks are numbered without gaps, in the order they start.
+it is held, start and input pieces, until ``content_block_stop``, then decided on its input and re-emitted (start,
+one ``input_json_delta`` with the whole input, stop), or dropped. A refused block is swallowed entirely (its name
+and every ``input_json_delta``), as are the blocks answering it (same ``tool_use_id``). Surviving blocks are
+numbered without gaps, in the order they start (so the upstream's own numbering is never trusted).
+
+Text, thinking and signature deltas are the same bytes on the fast path even at an index never started: they
+cannot carry a call. Anything that may (``tool`` in any case, a ``\\u`` escape, ``input_json_delta``) and every
+``content_block_start`` is parsed, so block starts are counted and input pieces placed.
 
 Removed calls are announced by a text block (start, one ``text_delta``, stop) placed before ``message_delta``;
 there ``stop_reason`` ``tool_use`` becomes ``end_turn`` when no ``tool_use`` block survived, and the event gets an
 ``agent_router`` field (``{"policy": [...]}``, which SDKs ignore) when the policy changed anything.
 
-Fail closed: a held block is bounded by ``policy.max_call_bytes`` (event bytes held) and a stream by
+Fail closed: a held block is bounded by ``policy.max_call_bytes`` (input bytes held) and a stream by
 :data:`MAX_BLOCKS`; a delta or stop for an index never started (or already stopped) is dropped; a second start at a
 used index retires the first block (closed, never merged) and is judged as a new one; a block still held when
 another starts or the message ends is decided on the input it has. ``block`` raises PolicyViolation (the pipeline
@@ -49,8 +54,10 @@ class _Block:
     name: Any = None
     id: str | None = None
     start: dict[str, Any] | None = None
-    held: list[dict[str, Any]] = field(default_factory=list)
+    pieces: list[str] = field(default_factory=list)
+    """The held ``partial_json`` pieces (re-emitted as one ``input_json_delta``)."""
     size: int = 0
+    """UTF-8 bytes held (name and pieces, each piece at least one, so empty pieces are bounded too)."""
     stopped: bool = False
 
 
@@ -72,7 +79,8 @@ class MessagesStreamFilter:
     # -- the two entry points ------------------------------------------------------------------------
     def feed(self, payload: bytes) -> list[bytes]:
         """Take one event payload (JSON bytes); return the payloads to send on, in order."""
-        if self.held is None and not self.renumbered and not may_carry_call(payload) and not (
+        if self.held is None and not self.renumbered and not may_carry_call(payload) \
+                and b"content_block_start" not in payload and b"_json" not in payload and not (
                 self.ctx.policy_summary and not self.summary_sent and b"message_delta" in payload):
             return [payload]
         try:
@@ -127,7 +135,7 @@ class MessagesStreamFilter:
             return [*out, self._renumbered(event, entry)]
         name = block.get("name")
         entry = self.blocks[index] = _Block(-1, True, "held", name, block.get("id") if isinstance(
-            block.get("id"), str) else None, event, size=len(orjson.dumps(event)))
+            block.get("id"), str) else None, event, size=_utf8_size(str(name)))
         decision = decide_call(self.policy, self.offered, name, None)
         if not decision.allowed:
             return out + self._refuse(entry, decision)
@@ -147,11 +155,16 @@ class MessagesStreamFilter:
         if entry.state == "passed":
             entry.stopped = stop
             return [self._renumbered(event, entry)]
-        entry.held.append(event)
         if stop:
             entry.stopped = True
             return self._settle_held()
-        entry.size += len(orjson.dumps(event))
+        delta = event.get("delta")
+        piece = delta.get("partial_json") if isinstance(delta, dict) and delta.get("type") == "input_json_delta" \
+            else None
+        if not isinstance(piece, str):
+            return []  # only input belongs in a call block; anything else is dropped with its bytes unread
+        entry.pieces.append(piece)
+        entry.size += max(1, _utf8_size(piece))
         if entry.size > self.policy.max_call_bytes:
             return self._refuse(entry, ToolDecision(False, "oversized", f"tool call is larger than "
                                                     f"{self.policy.max_call_bytes} bytes while held for checking"))
@@ -181,10 +194,8 @@ class MessagesStreamFilter:
         entry, self.held = self.held, None
         if entry is None or entry.state != "held":
             return []
-        pieces = [d.get("partial_json") for e in entry.held if isinstance(d := e.get("delta"), dict)
-                  and d.get("type") == "input_json_delta"]
-        if pieces:
-            arguments = "".join(p if isinstance(p, str) else "\x00" for p in pieces)
+        if entry.pieces:
+            arguments = "".join(entry.pieces)
         else:
             start = (entry.start or {}).get("content_block") or {}
             value = start.get("input", {})
@@ -199,14 +210,18 @@ class MessagesStreamFilter:
         entry.state, entry.out = "passed", self._next()
         if entry.start is not None and (entry.start.get("content_block") or {}).get("type") == "tool_use":
             self.tool_use_passed = True
-        held = [entry.start] if entry.start is not None else []
-        held += entry.held
-        entry.start, entry.held = None, []
-        return [self._renumbered(item, entry) for item in held]
+        out = [self._renumbered(entry.start, entry)] if entry.start is not None else []
+        if entry.pieces:
+            out.append({"type": "content_block_delta", "index": entry.out,
+                        "delta": {"type": "input_json_delta", "partial_json": "".join(entry.pieces)}})
+        if entry.stopped and entry.start is not None:
+            out.append({"type": "content_block_stop", "index": entry.out})
+        entry.start, entry.pieces = None, []
+        return out
 
     def _refuse(self, entry: _Block, decision: ToolDecision) -> list[dict[str, Any]]:
         record_decision(self.ctx, self.policy, entry.name, decision, "stream")
-        entry.state, entry.start, entry.held = "dropped", None, []
+        entry.state, entry.start, entry.pieces = "dropped", None, []
         if self.held is entry:
             self.held = None
         if entry.id is not None:
@@ -265,6 +280,10 @@ class MessagesStreamFilter:
         for key in ("content_block", "delta", "message"):
             found += messages_keys.find(event.get(key), key)
         return bool(found) and lookalike_keys.refuse(self.ctx, self.policy, found, "stream") > 0
+
+
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _is_index(value: object) -> TypeGuard[int]:
