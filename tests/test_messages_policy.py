@@ -377,3 +377,13 @@ def test_stream_look_alike_keys_are_removed() -> None:
                                           *end("end_turn")])
     assert b"shell" not in b"".join(out)
     consume(out)
+
+
+def test_stream_repeated_block_key_goes_out_as_the_object_judged() -> None:
+    ctx = offered_ctx("ops", "search")
+    raw = (b'{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1",'
+           b'"name":"shell","input":{}},"content_block":{"type":"text","text":""}}')
+    out = run(MessagesStreamFilter(ctx), [start_message(), raw, ev({"type": "content_block_stop", "index": 0}),
+                                          *end("end_turn")])
+    assert raw not in out and b"shell" not in b"".join(out)
+    assert [b.type for b in consume(out).content] == ["text"]

@@ -93,7 +93,9 @@ class MessagesStreamFilter:
         out = self._event(event)
         if self.audit:
             return [payload]
-        return [payload if item is event and not scrubbed else orjson.dumps(item) for item in out]
+        same = not scrubbed and not may_carry_call(payload)  # bytes that may hold a call (a repeated key read
+        # first-wins by the client, say) go out as the object that was judged
+        return [payload if item is event and same else orjson.dumps(item) for item in out]
 
     def finish(self) -> list[bytes]:
         """The stream ended without ``message_delta``/``message_stop``: settle a held block, owe the notice."""
