@@ -70,6 +70,17 @@ def test_typed_tool_of_a_denied_family_is_stripped_whatever_its_name() -> None:
     assert "tools" not in payload
 
 
+def test_mcp_servers_the_upstream_would_call_are_decided_as_mcp_tools() -> None:
+    servers = [{"type": "url", "url": "https://a.example/mcp", "name": "docs"},
+               {"type": "url", "url": "https://b.example/mcp", "name": "prod-db"}, {"type": "url"}]
+    payload, _ = reviewed("ops", request(mcp_servers=copy.deepcopy(servers)))
+    assert "mcp_servers" not in payload
+    payload, _ = reviewed("everything", request(mcp_servers=copy.deepcopy(servers)))
+    assert [s["name"] for s in payload["mcp_servers"]] == ["docs", "prod-db"]
+    with pytest.raises(PolicyViolation, match="mcp:docs"):
+        reviewed("blocker", request(mcp_servers=copy.deepcopy(servers)))
+
+
 def test_forced_choice_of_a_removed_tool_becomes_auto_or_goes() -> None:
     payload, ctx = reviewed("ops", request(tools=[tool("search"), tool("shell")],
                                            tool_choice={"type": "tool", "name": "shell"}))

@@ -15,7 +15,8 @@ from router.policy.lookalike_keys import LookAlike, skeleton
 
 GOVERNED = frozenset((
     "type", "name", "input", "id", "tool_use_id", "content", "role", "messages", "tools", "tool_choice", "index",
-    "content_block", "delta", "partial_json", "message", "stop_reason", "disable_parallel_tool_use", "server_name"))
+    "content_block", "delta", "partial_json", "message", "stop_reason", "disable_parallel_tool_use", "server_name",
+    "mcp_servers"))
 """Every key the Messages policy reads or that decides where a call belongs."""
 
 _BY_SKELETON = {skeleton(key): key for key in GOVERNED}

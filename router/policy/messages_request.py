@@ -12,6 +12,7 @@ The same contract as :func:`router.policy.request_side.apply_request_policy`, ov
 - history: a past call block (``tool_use``, ``server_tool_use``, ``mcp_tool_use``) is decided on its name and
   input (a forged history cannot smuggle a denied call), and the blocks answering it (``tool_use_id``) go with it.
   A message left empty is dropped and neighbours of one role are merged, so user/assistant alternation holds.
+- ``mcp_servers``: servers the upstream calls itself, each decided as the tool ``mcp:<server name>``.
 
 ``strip`` rewrites ``ctx.payload``; ``block`` raises PolicyViolation listing every violation; ``audit_only``
 records only. Shapes that cannot be judged (``tools`` not a list, a tool without a string name, content neither a
@@ -104,6 +105,28 @@ def _tools(review: _Review, payload: dict[str, Any], out: dict[str, Any]) -> lis
     if len(kept) != len(tools):
         out["tools"] = kept
     return kept
+
+
+def _mcp_servers(review: _Review, payload: dict[str, Any], out: dict[str, Any]) -> None:
+    """``mcp_servers`` (the MCP connector): the upstream calls these servers itself, so each one is decided as the
+    tool ``mcp:<server name>`` before anything leaves; a server the role does not allow is removed."""
+    servers = payload.get("mcp_servers")
+    if servers is None:
+        return
+    if not isinstance(servers, list):
+        review.refuse("mcp_servers is not a list, so its servers cannot be judged")
+        out["mcp_servers"] = None
+        return
+    kept = []
+    for i, server in enumerate(servers):
+        review.lookalikes(server, f"mcp_servers[{i}]")
+        name = server.get("name") if isinstance(server, dict) else None
+        if not isinstance(name, str):
+            review.refuse(f"mcp_servers[{i}] has no string name, so it cannot be judged")
+        elif review.check(f"mcp:{name}", None, "request", "MCP server"):
+            kept.append(server)
+    if len(kept) != len(servers):
+        out["mcp_servers"] = kept or None
 
 
 def _choice(review: _Review, payload: dict[str, Any], kept: list[Any] | None, out: dict[str, Any]) -> None:
@@ -208,6 +231,7 @@ def review_messages_request(ctx: RequestContext) -> None:
     out: dict[str, Any] = {}
     kept = _tools(review, payload, out)
     _choice(review, payload, kept, out)
+    _mcp_servers(review, payload, out)
     messages = payload.get("messages")
     if isinstance(messages, list):
         _history(review, messages, out)
