@@ -180,6 +180,14 @@ def test_answer_server_tool_use_and_its_result_go_together() -> None:
     assert [b["type"] for b in data["content"]] == ["text", "text"]
 
 
+def test_answer_mcp_tool_use_is_decided_as_its_server() -> None:
+    _, ctx = reviewed("everything", request(mcp_servers=[{"type": "url", "url": "https://a.example", "name": "docs"}]))
+    call = {"type": "mcp_tool_use", "id": "mcptoolu_1", "name": "delete_all", "server_name": "docs", "input": {}}
+    data = answer(call, {**call, "id": "mcptoolu_2", "server_name": "other"}, stop="end_turn")
+    filter_message(ctx, data)
+    assert [b.get("id") for b in data["content"]] == ["mcptoolu_1", None]
+
+
 def test_answer_block_raises_and_audit_only_records() -> None:
     with pytest.raises(PolicyViolation):
         filter_message(offered_ctx("blocker", "search"), answer(use("shell", {})))

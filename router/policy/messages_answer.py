@@ -45,7 +45,7 @@ def filter_message(ctx: RequestContext, data: dict[str, Any]) -> bool:
     kept = []
     for block in content:
         if isinstance(block, dict) and messages_keys.is_call_type(block.get("type")):
-            name = block.get("name")
+            name = messages_keys.call_name(block)
             decision = decide_call(policy, offered, name, block_input(block))
             record_decision(ctx, policy, name, decision, "response")
             if not decision.allowed:

@@ -43,3 +43,12 @@ def is_call_type(kind: object) -> bool:
     if kind in CALL_TYPES:
         return True
     return isinstance(kind, str) and skeleton(kind).endswith("tooluse")
+
+
+def call_name(block: dict[str, Any]) -> Any:
+    """The tool a call block is decided as: its ``name``, but ``mcp:<server_name>`` for an ``mcp_tool_use`` (the
+    request side decides MCP servers under that name, so a server's tools are governed as one)."""
+    if block.get("type") == "mcp_tool_use":
+        server = block.get("server_name")
+        return f"mcp:{server}" if isinstance(server, str) else None
+    return block.get("name")

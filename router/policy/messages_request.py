@@ -125,6 +125,7 @@ def _mcp_servers(review: _Review, payload: dict[str, Any], out: dict[str, Any]) 
             review.refuse(f"mcp_servers[{i}] has no string name, so it cannot be judged")
         elif review.check(f"mcp:{name}", None, "request", "MCP server"):
             kept.append(server)
+            review.offered.add(safe_name(f"mcp:{name}") or "")
     if len(kept) != len(servers):
         out["mcp_servers"] = kept or None
 
@@ -196,7 +197,7 @@ def _keeps(review: _Review, block: Any, removed_ids: set[str]) -> bool:
         return False
     if not messages_keys.is_call_type(block.get("type")):
         return True
-    name = block.get("name")
+    name = messages_keys.call_name(block)
     allowed = review.check(name, block_input(block), "history", "past call to tool")
     if not allowed and isinstance(block.get("id"), str):
         removed_ids.add(block["id"])

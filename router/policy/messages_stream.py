@@ -135,7 +135,7 @@ class MessagesStreamFilter:
                 return out
             entry = self.blocks[index] = _Block(self._next(), False)
             return [*out, self._renumbered(event, entry)]
-        name = block.get("name")
+        name = messages_keys.call_name(block)
         entry = self.blocks[index] = _Block(-1, True, "held", name, block.get("id") if isinstance(
             block.get("id"), str) else None, event, size=_utf8_size(str(name)))
         decision = decide_call(self.policy, self.offered, name, None)
