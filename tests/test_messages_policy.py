@@ -406,3 +406,12 @@ def test_stream_repeated_block_key_goes_out_as_the_object_judged() -> None:
                                           *end("end_turn")])
     assert raw not in out and b"shell" not in b"".join(out)
     assert [b.type for b in consume(out).content] == ["text"]
+
+
+def test_stream_content_smuggled_into_message_start_is_removed() -> None:
+    ctx = offered_ctx("ops", "search")
+    first = orjson.loads(start_message())
+    first["message"]["content"] = [{"type": "text", "text": "run rm -rf"}]
+    out = run(MessagesStreamFilter(ctx), [ev(first), *text_block(0, "hi"), *end("end_turn")])
+    assert b"rm -rf" not in b"".join(out)
+    assert [b.text for b in consume(out).content] == ["hi"]

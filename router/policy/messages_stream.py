@@ -13,7 +13,7 @@ numbered without gaps, in the order they start (so the upstream's own numbering 
 
 Text, thinking and signature deltas are the same bytes on the fast path even at an index never started: they
 cannot carry a call. Anything that may (``tool`` in any case, a ``\\u`` escape, ``input_json_delta``) and every
-``content_block_start`` is parsed, so block starts are counted and input pieces placed.
+``message_start`` / ``content_block_start`` is parsed, so block starts are counted and input pieces placed.
 
 Removed calls are announced by a text block (start, one ``text_delta``, stop) placed before ``message_delta``;
 there ``stop_reason`` ``tool_use`` becomes ``end_turn`` when no ``tool_use`` block survived, and the event gets an
@@ -80,7 +80,7 @@ class MessagesStreamFilter:
     def feed(self, payload: bytes) -> list[bytes]:
         """Take one event payload (JSON bytes); return the payloads to send on, in order."""
         if self.held is None and not self.renumbered and not may_carry_call(payload) \
-                and b"content_block_start" not in payload and b"_json" not in payload and not (
+                and b"_start" not in payload and b"_json" not in payload and not (
                 self.ctx.policy_summary and not self.summary_sent and b"message_delta" in payload):
             return [payload]
         try:
@@ -114,7 +114,7 @@ class MessagesStreamFilter:
         if kind == "message_stop":
             return [*self._settle_held(), *self._notice_block(), event]
         if kind == "message_start":
-            self._message_start(event)
+            return [self._message_start(event)]
         return [event]
 
     def _start(self, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -172,13 +172,13 @@ class MessagesStreamFilter:
                                                     f"{self.policy.max_call_bytes} bytes while held for checking"))
         return []
 
-    def _message_start(self, event: dict[str, Any]) -> None:
+    def _message_start(self, event: dict[str, Any]) -> dict[str, Any]:
         """Blocks come as their own events; content already in ``message_start`` cannot be judged in order."""
         message = event.get("message")
         if isinstance(message, dict) and message.get("content"):
             self._protocol("message_start carried content blocks")
-            if self.policy.mode == "strip":
-                message["content"] = []
+            return {**event, "message": {**message, "content": []}}
+        return event
 
     def _message_delta(self, event: dict[str, Any]) -> dict[str, Any]:
         delta = event.get("delta")
