@@ -25,6 +25,10 @@ def build_provider(name: str, spec: ProviderSpec) -> Provider:
         from providers.mock import MockProvider
 
         return MockProvider(name, spec)
+    if spec.type == "anthropic":
+        from providers.anthropic import AnthropicProvider
+
+        return AnthropicProvider(name, spec)
     if spec.type == "litellm":
         from providers.litellm_bridge import LiteLLMProvider
 

@@ -93,10 +93,10 @@ class OpenAICompatibleProvider:
         session = self._session.get()
         try:
             async with session.post(self._url, data=encoded_body(call.body, self.name), headers=self._headers(call),
-                                    timeout=_whole(call.timeout, self.spec.connect_timeout),
+                                    timeout=whole_timeout(call.timeout, self.spec.connect_timeout),
                                     allow_redirects=False) as resp:
                 if resp.status != 200:
-                    raise classify(resp.status, await _error_body(resp, self.name), resp.headers, self.name)
+                    raise classify(resp.status, await read_error_body(resp, self.name), resp.headers, self.name)
                 raw = await read_body(resp, self.spec.max_response_bytes, self.name)
         except ProviderError:
             raise
@@ -121,10 +121,10 @@ class OpenAICompatibleProvider:
         done = False
         try:
             resp = await session.post(self._url, data=encoded_body(call.body, self.name), headers=self._headers(call),
-                                      timeout=_streamed(call.timeout, self.spec.connect_timeout),
+                                      timeout=stream_timeout(call.timeout, self.spec.connect_timeout),
                                       allow_redirects=False)
             if resp.status != 200:
-                raise classify(resp.status, await _error_body(resp, self.name), resp.headers, self.name)
+                raise classify(resp.status, await read_error_body(resp, self.name), resp.headers, self.name)
             if resp.headers.get("content-type", "").startswith("application/json"):
                 raise json_in_place_of_stream(await read_body(resp, self.spec.max_response_bytes, self.name),
                                               self.name)
@@ -138,7 +138,7 @@ class OpenAICompatibleProvider:
             raise transport_error(self.name, exc, f"stream stalled for more than {call.timeout:g}s") from None
         finally:
             if resp is not None:
-                _end(resp, done)
+                end_response(resp, done)
 
     async def _batches(self, resp: aiohttp.ClientResponse, stall_after: float) -> AsyncIterator[list[bytes]]:
         """Events per network read, up to ``[DONE]``: the events before it in its read are yielded as a
@@ -242,7 +242,7 @@ def transport_error(where: str, exc: BaseException, timed_out: str) -> ProviderE
     return UpstreamConnectionLost(f"{where}: the connection broke ({type(exc).__name__})")
 
 
-async def _error_body(resp: aiohttp.ClientResponse, where: str) -> bytes:
+async def read_error_body(resp: aiohttp.ClientResponse, where: str) -> bytes:
     """An error answer's body for its message; one too large or undecodable still leaves its status to classify."""
     try:
         return await read_body(resp, ERROR_BODY_LIMIT, where)
@@ -250,7 +250,7 @@ async def _error_body(resp: aiohttp.ClientResponse, where: str) -> bytes:
         return b""
 
 
-def _end(resp: aiohttp.ClientResponse, done: bool) -> None:
+def end_response(resp: aiohttp.ClientResponse, done: bool) -> None:
     """Reuse the connection only after a complete answer ([DONE] and the message's end); else close it."""
     if not done:
         resp.close()
@@ -278,10 +278,10 @@ async def _drain(resp: aiohttp.ClientResponse) -> None:
 
 
 @lru_cache(maxsize=64)
-def _whole(total: float, connect: float) -> aiohttp.ClientTimeout:
+def whole_timeout(total: float, connect: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=total, sock_connect=connect)
 
 
 @lru_cache(maxsize=64)
-def _streamed(read: float, connect: float) -> aiohttp.ClientTimeout:
+def stream_timeout(read: float, connect: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)

@@ -99,6 +99,19 @@ def _summary(failures: list[Failure], skipped: list[Skip]) -> str:
 
 
 def final_error(failures: list[Failure], skipped: list[Skip], deadline_hit: float | None = None) -> RouterError:
+    """See :func:`_final_error`; when every failure was the same upstream answer in one wire format (one
+    deployment's 529, say), its body and status are kept for a caller of that format to get unmodified."""
+    error = _final_error(failures, skipped, deadline_hit)
+    kept = [f.error for f in failures if f.error.upstream_body]
+    if isinstance(error, ProviderError) and kept and len(kept) == len(failures) and deadline_hit is None \
+            and len({(e.upstream_wire, e.upstream_status) for e in kept}) == 1:
+        last = kept[-1]
+        error.upstream_body, error.upstream_wire, error.upstream_status = \
+            last.upstream_body, last.upstream_wire, last.upstream_status
+    return error
+
+
+def _final_error(failures: list[Failure], skipped: list[Skip], deadline_hit: float | None = None) -> RouterError:
     """The most meaningful error once nothing is left to try, with a message listing what was tried.
 
     All rate limited -> 429 (+ the shortest retry-after); all timed out or the deadline hit -> 504; the

@@ -33,7 +33,7 @@ def test_whole_answer_passes_through_with_headers_and_fields(router: RouterServe
     sent = upstream.served("up-claude")[-1]
     assert sent.path == "/v1/messages"
     assert sent.headers["anthropic-beta"] == "interleaved-thinking-2025-05-14,some-future-beta"
-    assert sent.headers["anthropic-version"] == "2023-06-01"
+    assert sent.headers["anthropic-version"] == router.anthropic().default_headers["anthropic-version"]  # verbatim
     assert sent.headers["x-api-key"] == "sk-ant-upstream-secret"
     assert "test-key" not in str(sent.headers)
     assert sent.body["system"] == system and sent.body["metadata"] == {"user_id": "u-1"}

@@ -15,7 +15,7 @@ class Strict(BaseModel):
 class ProviderSpec(Strict):
     """Where and how to reach one upstream. ``api_key`` should be an ``${ENV_VAR}`` reference."""
 
-    type: Literal["openai", "litellm", "mock"]
+    type: Literal["openai", "anthropic", "litellm", "mock"]
     base_url: str | None = None
     api_key: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
