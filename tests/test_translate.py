@@ -100,6 +100,14 @@ def test_messages_request_becomes_a_valid_chat_request() -> None:
     assert body["messages"][3] == {"role": "tool", "tool_call_id": "toolu_1", "content": "Error: no such city"}
 
 
+def test_assistant_turn_of_only_thinking_keeps_a_content_string() -> None:
+    payload = {"model": "m", "max_tokens": 1, "messages": [
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "x", "signature": "s"}]}]}
+    body = requests.messages_to_chat(payload, DEPLOYMENT)
+    assert body["messages"] == [{"role": "assistant", "content": ""}]
+    assert_matches("CreateChatCompletionRequest", body)
+
+
 @pytest.mark.parametrize(("choice", "expected"), [
     ({"type": "auto"}, "auto"), ({"type": "none"}, "none"),
     ({"type": "tool", "name": "f"}, {"type": "function", "function": {"name": "f"}}),
@@ -176,11 +184,18 @@ def test_max_tokens_default_comes_from_the_deployment() -> None:
     {"messages": [{"role": "function", "content": "x"}]},
     {"messages": [], "tools": [{"type": "custom", "custom": {"name": "x"}}]},
     {"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]},
-    {"messages": [], "tool_choice": "sometimes"},
+    {"messages": [], "tool_choice": "sometimes"}, {"messages": [], "n": 2},
 ])
 def test_malformed_chat_requests_raise_only_typed_errors(payload: dict[str, Any]) -> None:
     with pytest.raises((InvalidRequest, RequestNotForwardable)):
         requests.chat_to_messages(payload, DEPLOYMENT)
+
+
+DEEP: dict[str, Any] = {}
+_node = DEEP
+for _ in range(300):
+    _node["a"] = {}
+    _node = _node["a"]
 
 
 @pytest.mark.parametrize("payload", [
@@ -190,6 +205,7 @@ def test_malformed_chat_requests_raise_only_typed_errors(payload: dict[str, Any]
     {"messages": [{"role": "user", "content": [{"type": "server_tool_use"}]}]},
     {"messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": 1}]}]},
     {"messages": [], "tools": [{"name": "f"}]}, {"messages": [], "tool_choice": {"type": "maybe"}},
+    {"messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": DEEP}]}]},
 ])
 def test_malformed_messages_requests_raise_only_typed_errors(payload: dict[str, Any]) -> None:
     with pytest.raises((InvalidRequest, RequestNotForwardable)):

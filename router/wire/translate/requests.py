@@ -133,16 +133,23 @@ def _chat_assistant(blocks: list[dict[str, Any]], where: str) -> dict[str, Any]:
         elif kind == "tool_use":
             call_id = _text(block.get("id"), f"{at}.id")
             name = _text(block.get("name"), f"{at}.name")
-            arguments = orjson.dumps(block.get("input", {})).decode()
+            arguments = _json_text(block.get("input", {}), f"{at}.input")
             calls.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
         elif kind in ("thinking", "redacted_thinking"):
             continue
         else:
             raise RequestNotForwardable(f"a {kind!r} content block has no Chat Completions equivalent")
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
     return message
+
+
+def _json_text(value: Any, where: str) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        raise RequestNotForwardable(f"{where} cannot be encoded as JSON text (nested too deeply?)") from None
 
 
 def _chat_tool_message(block: dict[str, Any], where: str) -> dict[str, Any]:
@@ -209,6 +216,8 @@ def _chat_tool_choice(choice: dict[str, Any], out: dict[str, Any]) -> None:
 def chat_to_messages(payload: dict[str, Any], deployment: DeploymentSpec) -> dict[str, Any]:
     """A Chat Completions request as an Anthropic Messages request: system and developer messages become the
     ``system`` blocks; consecutive turns of one role merge (Anthropic requires user and assistant to alternate)."""
+    if payload.get("n") not in (None, 1):
+        raise RequestNotForwardable("Anthropic Messages gives one answer per request: n must be 1")
     system: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
     for i, message in enumerate(_list(payload.get("messages"), "messages")):
