@@ -409,3 +409,39 @@ def test_translated_streams_round_trip_to_the_same_answer() -> None:
     choice = _accumulate_chat(back).choices[0]
     assert choice.message.content == "a" and choice.finish_reason == "tool_calls"
     assert choice.message.tool_calls[0].function.arguments == "{\"k\":true}"
+
+
+def _mangled(value: Any) -> list[Any]:
+    """``value`` with each nested field in turn replaced by a wrong-typed value (bounded by the input's size).
+    Tool-argument text is opaque and relayed as is (broken JSON there is the model's, as from any upstream)."""
+    out: list[Any] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("arguments", "partial_json"):
+                continue
+            out.extend({**value, key: wrong} for wrong in (None, 7, "x", [], {}))
+            out.extend({**value, key: variant} for variant in _mangled(item))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            out.extend([*value[:i], variant, *value[i + 1:]] for variant in _mangled(item))
+    return out
+
+
+def test_mangled_upstream_events_are_skipped_and_streams_still_close() -> None:
+    chat_chunks = [orjson.loads(_chunk({"content": "a", "tool_calls": [
+        {"index": 0, "id": "c", "function": {"name": "f", "arguments": "{}"}}]}, "tool_calls",
+        usage={"prompt_tokens": 3, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 1}}))]
+    for variant in _mangled(chat_chunks[0]):
+        _accumulate_messages(_run(streams.ChatToMessages("m"), [orjson.dumps(variant)]))
+    anthropic_events = [
+        {"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 1, "output_tokens": 1}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "t", "name": "f"}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{}"}},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 2}},
+        {"type": "error", "error": {"type": "api_error", "message": "m"}},
+    ]
+    for event in anthropic_events:
+        for variant in _mangled(event):
+            out = _run(streams.MessagesToChat("m"), [orjson.dumps(variant)])
+            if b'"error"' not in out[-1]:
+                _accumulate_chat(out)

@@ -245,7 +245,8 @@ class MessagesToChat:
         elif kind == "thinking_delta" and isinstance(delta.get("thinking"), str):
             out.append(self._chunk({"reasoning_content": delta["thinking"]}))
         elif kind == "input_json_delta" and isinstance(delta.get("partial_json"), str):
-            position = self._tools.get(event.get("index"))  # type: ignore[arg-type]
+            index = event.get("index")
+            position = self._tools.get(index) if isinstance(index, int) else None
             if position is not None and delta["partial_json"]:
                 call = {"index": position, "function": {"arguments": delta["partial_json"]}}
                 out.append(self._chunk({"tool_calls": [call]}))
