@@ -411,6 +411,9 @@ def test_translated_streams_round_trip_to_the_same_answer() -> None:
     assert choice.message.tool_calls[0].function.arguments == "{\"k\":true}"
 
 
+WRONG: tuple[Any, ...] = (None, 7, "x", [], {})
+
+
 def _mangled(value: Any) -> list[Any]:
     """``value`` with each nested field in turn replaced by a wrong-typed value (bounded by the input's size).
     Tool-argument text is opaque and relayed as is (broken JSON there is the model's, as from any upstream)."""
@@ -419,7 +422,7 @@ def _mangled(value: Any) -> list[Any]:
         for key, item in value.items():
             if key in ("arguments", "partial_json"):
                 continue
-            out.extend({**value, key: wrong} for wrong in (None, 7, "x", [], {}))
+            out.extend({**value, key: wrong} for wrong in WRONG)
             out.extend({**value, key: variant} for variant in _mangled(item))
     elif isinstance(value, list):
         for i, item in enumerate(value):
@@ -445,3 +448,15 @@ def test_mangled_upstream_events_are_skipped_and_streams_still_close() -> None:
             out = _run(streams.MessagesToChat("m"), [orjson.dumps(variant)])
             if b'"error"' not in out[-1]:
                 _accumulate_chat(out)
+
+
+def test_mangled_requests_raise_only_typed_errors() -> None:
+    cases = [(requests.messages_to_chat, MESSAGES_REQUEST), (requests.chat_to_messages, CHAT_REQUEST)]
+    for translate, request in cases:
+        variants = _mangled(request)
+        assert len(variants) > 100
+        for variant in variants:
+            try:
+                translate(variant, DEPLOYMENT)
+            except (InvalidRequest, RequestNotForwardable):
+                pass
