@@ -142,6 +142,8 @@ CHAT_REQUEST: dict[str, Any] = {
                         {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": ""}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": "one"},
         {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "two"}]},
+        {"role": "user", "content": [{"type": "file", "file": {"filename": "a.pdf",
+                                                               "file_data": "data:application/pdf;base64,JVBE"}}]},
     ],
 }
 
@@ -167,7 +169,9 @@ def test_chat_request_becomes_a_valid_messages_request() -> None:
     assert assistant[1]["input"] == {}
     results = body["messages"][2]["content"]
     assert results == [{"type": "tool_result", "tool_use_id": "call_1", "content": "one"},
-                       {"type": "tool_result", "tool_use_id": "call_2", "content": [{"type": "text", "text": "two"}]}]
+                       {"type": "tool_result", "tool_use_id": "call_2", "content": [{"type": "text", "text": "two"}]},
+                       {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                                       "data": "JVBE"}}]
 
 
 def test_max_tokens_default_comes_from_the_deployment() -> None:
@@ -184,6 +188,7 @@ def test_max_tokens_default_comes_from_the_deployment() -> None:
     {"messages": [{"role": "function", "content": "x"}]},
     {"messages": [], "tools": [{"type": "custom", "custom": {"name": "x"}}]},
     {"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]},
+    {"messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}]},
     {"messages": [], "tool_choice": "sometimes"}, {"messages": [], "n": 2},
 ])
 def test_malformed_chat_requests_raise_only_typed_errors(payload: dict[str, Any]) -> None:

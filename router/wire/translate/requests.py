@@ -2,9 +2,10 @@
 Anthropic Messages). Pure: the input is never mutated; ``model`` is kept (the executor sets the deployment's).
 
 Only fields known to exist in the target are carried; the rest (Anthropic betas, ``top_k``, ``thinking``, chat's
-``logprobs``...) are dropped. What has no equivalent and would change the answer's meaning is refused with
-:class:`RequestNotForwardable`: Anthropic's typed and server tools (``bash_*``, ``web_search_*``...), chat's
-non-function tools and non-text, non-image content parts. An Anthropic ``document`` block becomes a text
+``logprobs``, ``response_format``...) are dropped. What has no equivalent and would change the answer's meaning
+is refused with :class:`RequestNotForwardable`: Anthropic's typed and server tools (``bash_*``, ``web_search_*``...),
+chat's non-function tools, audio and uploaded-file parts, ``n`` above 1. A chat ``file`` part with inline data
+becomes an Anthropic ``document``. An Anthropic ``document`` block becomes a text
 placeholder instead (chat has no documents; the model is told one was left out rather than the whole request
 failing), and so do images inside a ``tool_result`` (chat tool messages are text only).
 """
@@ -291,7 +292,7 @@ def _anthropic_turn(message: dict[str, Any], role: Any, where: str) -> tuple[str
         result: dict[str, Any] = {"type": "tool_result",
                                   "tool_use_id": _text(message.get("tool_call_id"), f"{where}.tool_call_id"),
                                   "content": content if isinstance(content, str)
-                                  else _text_blocks(content, f"{where}.content")}
+                                  else _user_blocks(content, f"{where}.content")}
         return "user", [result]
     raise RequestNotForwardable(f"a {role!r} message has no Anthropic Messages equivalent")
 
@@ -305,9 +306,21 @@ def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
         if part.get("type") == "image_url":
             url = _text(_dict(part.get("image_url"), f"{where}.{k}.image_url").get("url"), f"{where}.{k}.url")
             blocks.append({"type": "image", "source": _image_source(url, f"{where}.{k}")})
+        elif part.get("type") == "file":
+            blocks.append(_document(_dict(part.get("file"), f"{where}.{k}.file"), f"{where}.{k}.file"))
         else:
             blocks.extend(_text_blocks([part], where))
     return blocks
+
+
+def _document(file: dict[str, Any], where: str) -> dict[str, Any]:
+    """A chat ``file`` part sent inline (a base64 data URL, PDFs in practice) as an Anthropic document; an
+    uploaded ``file_id`` lives at OpenAI and cannot be passed on."""
+    data = file.get("file_data")
+    if not isinstance(data, str):
+        raise RequestNotForwardable("a chat file part without inline file_data cannot be passed to Anthropic")
+    source = _image_source(data if data.startswith("data:") else f"data:application/pdf;base64,{data}", where)
+    return {"type": "document", "source": source}
 
 
 def _image_source(url: str, where: str) -> dict[str, Any]:
