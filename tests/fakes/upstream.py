@@ -210,6 +210,16 @@ class FakeUpstream:
         failure = await self._common_failures(behaviour, request)
         if failure is not None:
             return failure
+        if isinstance(behaviour, Scripted):  # an Anthropic answer or events word for word (bytes as they are)
+            if not body.get("stream"):
+                return web.Response(body=_raw(behaviour.answer), content_type="application/json")
+            scripted = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await scripted.prepare(request)
+            for event in behaviour.events:
+                name = event.get("type", "message") if isinstance(event, dict) else "message"
+                await scripted.write(f"event: {name}\ndata: ".encode() + _raw(event) + b"\n\n")
+            await scripted.write_eof()
+            return scripted
         if not body.get("stream"):
             return web.json_response(anthropic_message(model, behaviour))
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
