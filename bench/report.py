@@ -6,8 +6,9 @@ from statistics import median
 from typing import Any
 
 from bench.contestants import DIRECT, LITELLM, OWN_PASSTHROUGH, PASSTHROUGH, ROUTER
+from bench.modes import MODES
 
-MODE_TITLES = {"plain": "non-streaming", "sse": "streaming (SSE)"}
+MODE_TITLES = {name: mode.title for name, mode in MODES.items()}
 TARGETS = {"throughput_x_passthrough": 0.6, "added_p50_ms": 0.4, "rss_mb": 100.0, "cold_start_s": 1.0}
 
 
