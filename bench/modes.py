@@ -32,6 +32,8 @@ class Mode:
     """Found in a complete answer: a stream's last event, or a whole answer's content field."""
     tool_name: bytes = b"run_shell"
     """The allowed tool call every answer carries; an answer without it lost it on the way."""
+    chat_twin: str | None = None
+    """For a Messages mode, the chat mode with the same workload (whole or streamed): the report compares them."""
 
     def request(self) -> bytes:
         if self.wire == MESSAGES:
@@ -57,8 +59,8 @@ MODES: dict[str, Mode] = {mode.name: mode for mode in (
     Mode("sse", "streaming (SSE)", CHAT, True, _CHAT_PATH, payloads.stream_body, "text/event-stream",
          b"data: [DONE]"),
     Mode("messages", "Messages, non-streaming", MESSAGES, False, _MESSAGES_PATH, messages_payloads.message_body,
-         "application/json", b'"stop_reason"'),
+         "application/json", b'"stop_reason"', chat_twin="plain"),
     Mode("messages-sse", "Messages, streaming (SSE)", MESSAGES, True, _MESSAGES_PATH,
-         messages_payloads.stream_body, "text/event-stream", b"event: message_stop"),
+         messages_payloads.stream_body, "text/event-stream", b"event: message_stop", chat_twin="sse"),
 )}
 """In the order the report shows them."""
