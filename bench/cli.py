@@ -16,8 +16,9 @@ from pathlib import Path
 from bench import report
 from bench.contestants import BENCH_DIR, DIRECT, LITELLM, OWN_PASSTHROUGH, PASSTHROUGH, ROUTER, ensure_litellm
 from bench.load import wrk_available
+from bench.modes import MODES
 from bench.rounds import LOAD_CPU, Plan, run_rounds
-from bench.upstream import MODES, nginx_available, start_upstream
+from bench.upstream import nginx_available, start_upstream
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fake upstream (auto: nginx if installed, else the Python fallback in smoke mode)")
     parser.add_argument("--only", help="comma-separated contestants "
                                        "(upstream,passthrough,passthrough-own,agent-router,litellm)")
-    parser.add_argument("--modes", default="plain,sse", help="plain, sse or both (default both)")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help=f"comma-separated, of {', '.join(MODES)} (default all): chat and Anthropic Messages, "
+                             f"whole answers and streams")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results",
                         help="where latest.json and latest.md go (default bench/results)")
     return parser
@@ -67,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         contestants = [c for c in args.only.split(",") if c]
     if LITELLM in contestants:
         ensure_litellm()
-    modes = tuple(m for m in args.modes.split(",") if m in MODES)
+    unknown = [m for m in args.modes.split(",") if m and m not in MODES]
+    if unknown:
+        raise SystemExit(f"bench: unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)}")
+    modes = tuple(m for m in args.modes.split(",") if m)
     plan = Plan(contestants=tuple(contestants), rounds=args.rounds or (1 if smoke else 3),
                 seconds=args.seconds or (5.0 if not smoke else 1.0 if load_tool == "wrk" else 0.4),
                 warmup=args.warmup if args.warmup is not None else (1.0 if not smoke else 0 if load_tool == "wrk"

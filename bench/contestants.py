@@ -1,4 +1,5 @@
-"""The contestants: how to start each one, one process / one worker, pointed at the upstream's base URL."""
+"""The contestants: how to start each one, one process / one worker, pointed at the upstream's root for a mode
+(``http://host:port/<mode>``: OpenAI-format providers take ``<root>/v1``, Anthropic-format ones ``<root>``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ ROOT = BENCH_DIR.parent
 LITELLM_VENV = BENCH_DIR / ".venv-litellm"
 LITELLM_VERSION = "1.100.5"
 AGENT_KEYS = ["bench-key-coder-1", "bench-key-coder-2", "bench-key-coder-3"]
-"""Keys of agents in bench/config.yaml (role coder); requests rotate over them."""
+"""Keys of agents in bench/config.yaml (role coder); requests rotate over them (as Bearer or ``x-api-key``)."""
 
 DIRECT, PASSTHROUGH, ROUTER, LITELLM = "upstream", "passthrough", "agent-router", "litellm"
 OWN_PASSTHROUGH = "passthrough-own"
@@ -30,12 +31,14 @@ class Contestant:
     """Bearer keys the load generator sends."""
 
 
-def start_contestant(name: str, upstream_url: str, workdir: Path, cpu: int | None) -> Server:
-    """Start ``name`` against ``upstream_url`` (an OpenAI base URL) and wait until it answers ``/readyz``."""
+def start_contestant(name: str, upstream_root: str, workdir: Path, cpu: int | None) -> Server:
+    """Start ``name`` against ``upstream_root`` (one mode's root on the fake upstream) and wait until it answers
+    ``/readyz``."""
+    upstream_url = upstream_root + "/v1"
     port = free_port()
     log = workdir / f"{name}.log"
     if name in (PASSTHROUGH, OWN_PASSTHROUGH):
-        argv = [sys.executable, "-m", "bench.passthrough", "--port", str(port), "--upstream", upstream_url,
+        argv = [sys.executable, "-m", "bench.passthrough", "--port", str(port), "--upstream", upstream_root,
                 "--stack", "own" if name == OWN_PASSTHROUGH else "starlette"]
         return Server(name, pinned(cpu, argv), port, "/readyz", env={"PYTHONPATH": str(ROOT)}, log_path=log).start()
     if name == ROUTER:
@@ -43,12 +46,12 @@ def start_contestant(name: str, upstream_url: str, workdir: Path, cpu: int | Non
         rundir.mkdir()
         argv = [sys.executable, "-m", "router", "serve", "--config", str(BENCH_DIR / "config.yaml"),
                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-        env = {"BENCH_UPSTREAM_URL": upstream_url,
+        env = {"BENCH_UPSTREAM_URL": upstream_url, "BENCH_ANTHROPIC_URL": upstream_root,
                "AGENT_ROUTER_DATABASE_URL": f"sqlite:///{rundir / 'ledger.db'}"}
         return Server(name, pinned(cpu, argv), port, "/readyz", env=env, log_path=log).start()
     if name == LITELLM:
         config = workdir / f"litellm-{port}.yaml"
-        config.write_text(litellm_config(upstream_url))
+        config.write_text(litellm_config(upstream_root))
         argv = [str(LITELLM_VENV / "bin" / "litellm"), "--config", str(config), "--host", "127.0.0.1",
                 "--port", str(port), "--num_workers", "1"]
         env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False", "LITELLM_LOG": "ERROR",
@@ -57,12 +60,19 @@ def start_contestant(name: str, upstream_url: str, workdir: Path, cpu: int | Non
     raise ValueError(f"unknown contestant {name}")
 
 
-def litellm_config(upstream_url: str) -> str:
+def litellm_config(upstream_root: str) -> str:
+    """``coder`` on the OpenAI-format upstream; ``claude-coder`` (the Messages modes) on the Anthropic-format one,
+    whose ``api_base`` is the root without ``/v1``, as for api.anthropic.com."""
     return f"""model_list:
   - model_name: coder
     litellm_params:
       model: openai/up-big
-      api_base: {upstream_url}
+      api_base: {upstream_root}/v1
+      api_key: sk-bench-upstream
+  - model_name: claude-coder
+    litellm_params:
+      model: anthropic/up-claude
+      api_base: {upstream_root}
       api_key: sk-bench-upstream
 litellm_settings:
   telemetry: false

@@ -1,6 +1,7 @@
-"""A tiny fake OpenAI upstream in pure Python (asyncio protocol, uvloop when present): the fallback for nginx.
+"""A tiny fake upstream in pure Python (asyncio protocol, uvloop when present): the fallback for nginx.
 
-``POST .../plain/...`` answers the canned completion, ``POST .../sse/...`` the canned SSE stream, any GET 200.
+``POST /<mode>/...`` answers that mode's canned answer (see :mod:`bench.modes`: a chat completion or stream, an
+Anthropic message or stream), any GET 200.
 Run: ``python -m bench.fake_upstream --port 9000``.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bench import payloads
+from bench.modes import MODES
 
 
 def _response(body: bytes, content_type: bytes) -> bytes:
@@ -17,8 +18,9 @@ def _response(body: bytes, content_type: bytes) -> bytes:
             + str(len(body)).encode() + b"\r\nConnection: keep-alive\r\n\r\n" + body)
 
 
-PLAIN = _response(payloads.completion_body(), b"application/json")
-SSE = _response(payloads.stream_body(), b"text/event-stream")
+ANSWERS = {f"/{mode.name}/".encode(): _response(mode.answer(), mode.answer_type.encode())
+           for mode in MODES.values()}
+"""Keyed by the mode's root, the first segment of the request target."""
 READY = _response(b'{"status":"ready"}', b"application/json")
 
 
@@ -48,7 +50,8 @@ class _Connection(asyncio.Protocol):
                 return
             self.buffer = self.buffer[end + 4 + length:]
             target = head.split(b" ", 2)[1]
-            answer = SSE if b"/sse/" in target else PLAIN if head.startswith(b"POST") else READY
+            root = target[:target.find(b"/", 1) + 1]
+            answer = ANSWERS.get(root, READY) if head.startswith(b"POST") else READY
             assert self.transport is not None
             self.transport.write(answer)
 

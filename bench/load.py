@@ -35,16 +35,18 @@ def wrk_available() -> bool:
 
 
 def run_load(tool: str, url: str, body_file: Path, keys: list[str], concurrency: int, seconds: float,
-             cpu: int | None) -> LoadResult:
+             cpu: int | None, wire: str = "chat") -> LoadResult:
+    """``wire`` is ``chat`` (keys sent as Bearer) or ``messages`` (as ``x-api-key``, with ``anthropic-version``)."""
     if tool == "wrk":
-        return _wrk(url, body_file, keys, concurrency, seconds, cpu)
-    return _python(url, body_file, keys, concurrency, seconds, cpu)
+        return _wrk(url, body_file, keys, concurrency, seconds, cpu, wire)
+    return _python(url, body_file, keys, concurrency, seconds, cpu, wire)
 
 
-def _wrk(url: str, body_file: Path, keys: list[str], concurrency: int, seconds: float, cpu: int | None) -> LoadResult:
+def _wrk(url: str, body_file: Path, keys: list[str], concurrency: int, seconds: float, cpu: int | None,
+         wire: str) -> LoadResult:
     duration = f"{max(1, round(seconds))}s"  # wrk takes whole seconds
     argv = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration}", "--timeout", "10s", "-s", str(LUA), url, "--",
-            str(body_file), ",".join(keys)]
+            str(body_file), ",".join(keys), wire]
     out = subprocess.run(pinned(cpu, argv), capture_output=True, text=True, timeout=seconds + 30)
     match = re.search(r"^BENCH_RESULT (.*)$", out.stdout, re.MULTILINE)
     if out.returncode != 0 or match is None:
@@ -56,9 +58,9 @@ def _wrk(url: str, body_file: Path, keys: list[str], concurrency: int, seconds: 
 
 
 def _python(url: str, body_file: Path, keys: list[str], concurrency: int, seconds: float,
-            cpu: int | None) -> LoadResult:
+            cpu: int | None, wire: str) -> LoadResult:
     argv = [sys.executable, "-m", "bench.pyload", "--url", url, "--body", str(body_file), "--keys", ",".join(keys),
-            "-c", str(concurrency), "-d", str(seconds)]
+            "--wire", wire, "-c", str(concurrency), "-d", str(seconds)]
     out = subprocess.run(pinned(cpu, argv), capture_output=True, text=True, timeout=seconds + 30,
                          cwd=Path(__file__).parent.parent)
     if out.returncode != 0:

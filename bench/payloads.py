@@ -13,16 +13,19 @@ import orjson
 MODEL = "coder"
 STREAM_CHUNKS = 20
 
+TOOL_SPECS = (
+    ("read_file", "path", "Read a file from the workspace."),
+    ("run_tests", "target", "Run the test suite or one test."),
+    ("run_shell", "command", "Run a shell command in the sandbox."),
+    ("web_search", "query", "Search the web."),
+)
+"""(name, its one string argument, description): the tools offered, shared with :mod:`bench.messages_payloads`."""
+
 _TOOLS = [
     {"type": "function", "function": {
         "name": name, "description": description,
         "parameters": {"type": "object", "properties": {arg: {"type": "string"}}, "required": [arg]}}}
-    for name, arg, description in (
-        ("read_file", "path", "Read a file from the workspace."),
-        ("run_tests", "target", "Run the test suite or one test."),
-        ("run_shell", "command", "Run a shell command in the sandbox."),
-        ("web_search", "query", "Search the web."),
-    )
+    for name, arg, description in TOOL_SPECS
 ]
 
 _MESSAGES = [
@@ -45,17 +48,17 @@ def request_body(stream: bool) -> bytes:
     return orjson.dumps(body)
 
 
-_ARGS = '{"command": "pytest -q tests/test_parse.py"}'
-_TEXT = "The parser reads the model field before it checks that the body is a JSON object, so an empty body "
+ANSWER_ARGS = '{"command": "pytest -q tests/test_parse.py"}'
+ANSWER_TEXT = "The parser reads the model field before it checks that the body is a JSON object, so an empty body "
 
 
 def completion_body() -> bytes:
     return orjson.dumps({
         "id": "chatcmpl-bench", "object": "chat.completion", "created": 1760000000, "model": "up-model",
         "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-            "role": "assistant", "content": _TEXT,
+            "role": "assistant", "content": ANSWER_TEXT,
             "tool_calls": [{"id": "call_1", "type": "function",
-                            "function": {"name": "run_shell", "arguments": _ARGS}}]}}],
+                            "function": {"name": "run_shell", "arguments": ANSWER_ARGS}}]}}],
         "usage": {"prompt_tokens": 412, "completion_tokens": 38, "total_tokens": 450}})
 
 
@@ -70,14 +73,14 @@ def _chunk(delta: dict[str, Any] | None, finish: str | None = None, usage: dict[
 
 def stream_body() -> bytes:
     """About 20 SSE events: text deltas, one tool call in fragments, the finish, a usage chunk, [DONE]."""
-    words = _TEXT.split(" ")
+    words = ANSWER_TEXT.split(" ")
     text_chunks = STREAM_CHUNKS - 7
     step = -(-len(words) // text_chunks)
     events = [_chunk({"role": "assistant", "content": ""})]
     events += [_chunk({"content": " ".join(words[i:i + step]) + " "}) for i in range(0, len(words), step)]
     events.append(_chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
                                           "function": {"name": "run_shell", "arguments": ""}}]}))
-    pieces = [_ARGS[:12], _ARGS[12:24], _ARGS[24:]]
+    pieces = [ANSWER_ARGS[:12], ANSWER_ARGS[12:24], ANSWER_ARGS[24:]]
     events += [_chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}) for piece in pieces]
     events.append(_chunk({}, finish="tool_calls"))
     events.append(_chunk(None, usage={"prompt_tokens": 412, "completion_tokens": 38, "total_tokens": 450}))

@@ -55,7 +55,7 @@ class Server:
         began = time.perf_counter()
         self.proc = subprocess.Popen(self.argv, env={**os.environ, **self.env}, stdout=log, stderr=log,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
-        if log is not subprocess.DEVNULL:
+        if not isinstance(log, int):
             log.close()
         deadline = began + timeout
         while time.perf_counter() < deadline:

@@ -14,12 +14,18 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 
-def _requests(url: str, body: bytes, keys: list[str]) -> list[bytes]:
+def _credential(wire: str, key: str) -> str:
+    """Chat clients send the key as Bearer; Messages clients as ``x-api-key``, always with ``anthropic-version``."""
+    if wire == "messages":
+        return "anthropic-version: 2023-06-01\r\n" + (f"x-api-key: {key}\r\n" if key else "")
+    return f"Authorization: Bearer {key}\r\n" if key else ""
+
+
+def _requests(url: str, body: bytes, keys: list[str], wire: str) -> list[bytes]:
     parts = urlsplit(url)
     head = (f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n")
-    return [(head + (f"Authorization: Bearer {key}\r\n" if key else "") + "\r\n").encode() + body
-            for key in (keys or [""])]
+    return [(head + _credential(wire, key) + "\r\n").encode() + body for key in (keys or [""])]
 
 
 async def _read_response(reader: asyncio.StreamReader) -> int:
@@ -70,9 +76,10 @@ def _percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
 
 
-async def run(url: str, body: bytes, keys: list[str], concurrency: int, seconds: float) -> dict[str, float]:
+async def run(url: str, body: bytes, keys: list[str], concurrency: int, seconds: float,
+              wire: str = "chat") -> dict[str, float]:
     parts = urlsplit(url)
-    requests = _requests(url, body, keys)
+    requests = _requests(url, body, keys, wire)
     latencies: list[float] = []
     errors: list[int] = []
     began = time.perf_counter()
@@ -89,6 +96,7 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--body", required=True)
     parser.add_argument("--keys", default="")
+    parser.add_argument("--wire", choices=("chat", "messages"), default="chat")
     parser.add_argument("-c", type=int, default=1)
     parser.add_argument("-d", type=float, default=1.0)
     args = parser.parse_args()
@@ -99,7 +107,7 @@ def main() -> None:
     except ImportError:
         pass
     keys = [key for key in args.keys.split(",") if key]
-    result = asyncio.run(run(args.url, Path(args.body).read_bytes(), keys, args.c, args.d))
+    result = asyncio.run(run(args.url, Path(args.body).read_bytes(), keys, args.c, args.d, args.wire))
     print(json.dumps(result))
 
 

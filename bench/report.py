@@ -6,9 +6,13 @@ from statistics import median
 from typing import Any
 
 from bench.contestants import DIRECT, LITELLM, OWN_PASSTHROUGH, PASSTHROUGH, ROUTER
+from bench.modes import MODES
 
-MODE_TITLES = {"plain": "non-streaming", "sse": "streaming (SSE)"}
-TARGETS = {"throughput_x_passthrough": 0.6, "added_p50_ms": 0.4, "rss_mb": 100.0, "cold_start_s": 1.0}
+MODE_TITLES = {name: mode.title for name, mode in MODES.items()}
+TARGETS = {"throughput_x_passthrough": 0.6, "added_p50_ms": 0.4, "rss_mb": 100.0, "cold_start_s": 1.0,
+           "messages_x_chat": 0.9}
+"""``messages_x_chat``: issue 12 asks that Messages cost about what chat costs; the router's c=32 throughput on a
+Messages mode against its chat twin in the same run, 0.9× or better counting as "about"."""
 
 
 def _med(values: list[float | None]) -> float | None:
@@ -72,6 +76,14 @@ def target_checks(figs: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, 
                              unit="×"))
         checks.append(_check(f"added p50 at c=1 ≤ {TARGETS['added_p50_ms']} ms ({MODE_TITLES[mode]})",
                              router["added_p50_ms"], TARGETS["added_p50_ms"], higher=False, unit=" ms"))
+    for mode, by_name in figs.items():
+        twin = MODES[mode].chat_twin
+        if twin is None or ROUTER not in by_name or ROUTER not in figs.get(twin, {}):
+            continue
+        ratio = _ratio(by_name[ROUTER]["c32_rps"], figs[twin][ROUTER]["c32_rps"])
+        checks.append(_check(f"c=32 throughput ≥ {TARGETS['messages_x_chat']}× chat ({MODE_TITLES[mode]} "
+                             f"against {MODE_TITLES[twin]})", ratio, TARGETS["messages_x_chat"], higher=True,
+                             unit="×"))
     routers = [by_name[ROUTER] for by_name in figs.values() if ROUTER in by_name]
     if routers:
         rss = max((r["rss_mb"] for r in routers if r["rss_mb"] is not None), default=None)

@@ -1,8 +1,10 @@
 """The fake upstream: nginx answering canned bodies (fast enough never to be the bottleneck), or the pure-Python
 fallback in :mod:`bench.fake_upstream` when nginx is not installed.
 
-Both serve ``POST /plain/v1/chat/completions`` (a completion) and ``POST /sse/v1/chat/completions`` (an SSE
-stream): a contestant is pointed at ``/plain/v1`` or ``/sse/v1`` as its OpenAI base URL.
+Both serve every mode of :mod:`bench.modes` under its own root: ``POST /plain/v1/chat/completions`` (a
+completion), ``/sse/v1/chat/completions`` (an SSE stream), ``/messages/v1/messages`` (an Anthropic message) and
+``/messages-sse/v1/messages`` (an Anthropic SSE stream). A contestant is pointed at ``/<mode>/v1`` as its OpenAI
+base URL, or at ``/<mode>`` as its Anthropic one.
 """
 
 from __future__ import annotations
@@ -11,10 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench import payloads
+from bench.modes import MODES
 from bench.procs import Server, free_port, pinned
-
-MODES = ("plain", "sse")
 
 
 def nginx_available() -> bool:
@@ -26,6 +26,11 @@ def _nginx_string(body: bytes) -> str:
     if "$" in text:
         raise ValueError("nginx would read '$' as a variable")
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
+def _locations() -> str:
+    return "\n".join(f"        location /{mode.name}/ {{ default_type {mode.answer_type}; "
+                     f"return 200 {_nginx_string(mode.answer())}; }}" for mode in MODES.values())
 
 
 def nginx_config(port: int, workdir: Path) -> str:
@@ -47,8 +52,7 @@ http {{
     scgi_temp_path {workdir}/scgi;
     server {{
         listen 127.0.0.1:{port} backlog=4096;
-        location /plain/ {{ default_type application/json; return 200 {_nginx_string(payloads.completion_body())}; }}
-        location /sse/ {{ default_type text/event-stream; return 200 {_nginx_string(payloads.stream_body())}; }}
+{_locations()}
         location = /readyz {{ default_type application/json; return 200 '{{"status":"ready"}}'; }}
     }}
 }}
