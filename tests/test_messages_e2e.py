@@ -57,7 +57,7 @@ def test_tool_use_loop(router: RouterServer, upstream: FakeUpstream) -> None:
     client = router.anthropic()
     with client.messages.stream(model="sonnet", max_tokens=64, messages=USER, tools=tools) as stream:
         first = stream.get_final_message()
-    call = [block for block in first.content if block.type == "tool_use"][0]
+    call = next(block for block in first.content if block.type == "tool_use")
     assert call.name == "read_file" and call.input == {"path": "README.md"}
     assert first.stop_reason == "tool_use"
     upstream.queue("up-claude", Text("It says hello."))

@@ -145,10 +145,9 @@ def test_block_mode_refuses_requests_and_ends_streams_with_an_error_event(router
     assert events[-1][0] == "error" and events[-1][1]["error"]["type"] == "permission_error"
     assert '"Bash"' not in orjson.dumps([data for _, data in events]).decode()
     upstream.queue("up-claude", ToolCalls([("Bash", '{"command": "ls"}')]))
-    with pytest.raises(anthropic.APIStatusError):
-        with router.anthropic(api_key=BLOCK_KEY).messages.stream(model="sonnet", max_tokens=64, messages=USER,
-                                                                 tools=tools) as stream:
-            stream.get_final_message()
+    with pytest.raises(anthropic.APIStatusError), router.anthropic(api_key=BLOCK_KEY).messages.stream(
+            model="sonnet", max_tokens=64, messages=USER, tools=tools) as stream:
+        stream.get_final_message()
 
 
 def test_governance_holds_when_the_answer_is_translated_from_chat(router: RouterServer,
