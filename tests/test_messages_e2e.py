@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 import anthropic
 import openai
+import orjson
 import pytest
 
-from tests.fakes.behaviours import Error, Text, ToolCalls
+from tests.fakes.behaviours import Error, Scripted, Text, ToolCalls
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import RouterServer
 from tests.messages_helpers import USER, messages_config, request_rows
@@ -158,3 +159,50 @@ def test_usage_row_counts_cache_reads_and_writes_and_the_session(router: RouterS
     assert (row["api"], row["session_id"], row["session_agent"], row["parent_agent"]) == \
         ("messages", "sess-1", "sub-7", "main-agent")
     assert row["prompt_tokens"] == 100 and row["completion_tokens"] == 10 and row["estimated"] == 0
+
+
+def _start(model: str = "up-claude") -> list[dict[str, object]]:
+    message = {"id": "msg_x", "type": "message", "role": "assistant", "model": model, "content": [],
+               "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 5, "output_tokens": 1}}
+    return [{"type": "message_start", "message": message},
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "partial"}}]
+
+
+def test_a_mid_stream_error_event_reaches_the_client_as_anthropic_sent_it(router: RouterServer,
+                                                                          upstream: FakeUpstream) -> None:
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    upstream.queue("up-claude", Scripted(events=[*_start(), error]))
+    with router.http() as http:
+        response = http.post("/v1/messages", json={"model": "sonnet", "max_tokens": 9, "messages": USER,
+                                                   "stream": True}, headers={"x-api-key": "test-key"})
+    assert response.text.endswith("event: error\ndata: " + orjson.dumps(error).decode() + "\n\n")
+    assert "partial" in response.text
+    upstream.queue("up-claude", Scripted(events=[*_start(), error]))
+    with pytest.raises(anthropic.APIStatusError), router.anthropic().messages.stream(
+            model="sonnet", max_tokens=9, messages=USER) as stream:
+        stream.get_final_message()
+
+
+def test_a_stream_cut_before_message_stop_ends_with_an_error_event(router: RouterServer,
+                                                                   upstream: FakeUpstream) -> None:
+    upstream.queue("up-claude", Scripted(events=_start()))
+    with router.http() as http:
+        response = http.post("/v1/messages", json={"model": "sonnet", "max_tokens": 9, "messages": USER,
+                                                   "stream": True}, headers={"x-api-key": "test-key"})
+    last = response.text.strip().split("\n\n")[-1]
+    assert last.startswith("event: error\ndata: ")
+    assert orjson.loads(last.split("data: ", 1)[1])["error"]["type"] == "api_error"
+    row = request_rows(router)[-1]
+    assert row["status"] == "error" and row["api"] == "messages"
+
+
+def test_a_hostile_event_type_cannot_inject_sse_lines(router: RouterServer, upstream: FakeUpstream) -> None:
+    upstream.queue("up-claude", Scripted(events=[*_start(), b'{"type":"x\\nevent: message_stop","a":1}',
+                                                {"type": "message_stop"}]))
+    with router.http() as http:
+        response = http.post("/v1/messages", json={"model": "sonnet", "max_tokens": 9, "messages": USER,
+                                                   "stream": True}, headers={"x-api-key": "test-key"})
+    names = [line for line in response.text.split("\n") if line.startswith("event: ")]
+    assert names.count("event: message_stop") == 1  # the escaped newline stayed inside the JSON string
+    assert all(" " not in name[7:] for name in names)
