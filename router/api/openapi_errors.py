@@ -38,6 +38,8 @@ ERRORS_BY_PATH: dict[str, tuple[int, ...]] = {
     "/v1/route/explain": (400, 401, 403, 404, 413, 503),
     "/v1/models": (401, 503),
     "/v1/models/{model}": (401, 404, 503),
+    "/v1/messages": (400, 401, 403, 404, 413, 429, 502, 503, 504, 529),
+    "/v1/messages/count_tokens": (400, 401, 403, 404, 413, 502, 503, 504, 529),
 }
 """Paths of the model plane and the statuses they answer besides success; ``/admin/*`` answers ``_ADMIN``."""
 
@@ -50,9 +52,25 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """The OpenAI error shape every error answer has."""
+    """The OpenAI error shape every error answer has (but on the Anthropic paths)."""
 
     error: ErrorDetail
+
+
+class AnthropicErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class AnthropicErrorBody(BaseModel):
+    """Anthropic's error shape, on ``/v1/messages*``: an Anthropic upstream's own error body is relayed as it came."""
+
+    type: str
+    error: AnthropicErrorDetail
+
+
+ANTHROPIC_PATHS = ("/v1/messages",)
+_ANTHROPIC_STATUS = {529: "overloaded_error: the Anthropic upstream is overloaded (its own body, relayed)"}
 
 
 _SECURITY_SCHEMES = {
@@ -84,17 +102,23 @@ def document_errors(spec: dict[str, Any]) -> dict[str, Any]:
     error_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(error_schema.pop("$defs", {}))
     schemas["ErrorBody"] = error_schema
+    anthropic_schema = AnthropicErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(anthropic_schema.pop("$defs", {}))
+    schemas["AnthropicErrorBody"] = anthropic_schema
     components["securitySchemes"] = _SECURITY_SCHEMES
     for path, operations in spec.get("paths", {}).items():
         admin = path.startswith("/admin/")
-        statuses = _ADMIN if admin else {status: _AGENT[status] for status in ERRORS_BY_PATH.get(path, ())}
+        anthropic = path.startswith(ANTHROPIC_PATHS)
+        described = {**_AGENT, **_ANTHROPIC_STATUS}
+        statuses = _ADMIN if admin else {status: described[status] for status in ERRORS_BY_PATH.get(path, ())}
+        body = "AnthropicErrorBody" if anthropic else "ErrorBody"
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
             for status, description in statuses.items():
                 entry = responses.setdefault(str(status), {"description": description})
                 entry.setdefault("content", {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/ErrorBody"}}})
+                    "schema": {"$ref": f"#/components/schemas/{body}"}}})
             if path == "/readyz":
                 responses.setdefault("503", {"description": "not ready: the same body, with status unavailable"})
             if admin:
