@@ -11,7 +11,6 @@ connection reuse are those of :mod:`providers.openai_compatible`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,18 +19,19 @@ import orjson
 from yarl import URL
 
 from providers.base import ChatCall, Completion, LastBatch
-from providers.bounded_body import BodyTooLarge, decoder_for, read_body
+from providers.bounded_body import read_body
 from providers.classify import classify
 from providers.openai_compatible import (
     CLIENT_FAULTS,
     encoded_body,
     end_response,
+    event_batches,
+    first_event_is_sane,
     read_error_body,
     stream_timeout,
     transport_error,
     whole_timeout,
 )
-from providers.sse_splitter import EventTooLarge, NotAnEventStream, SSESplitter
 from providers.upstream_session import UpstreamSession
 from router.config.schema import ProviderSpec
 from router.errors import ProviderError, UpstreamConnectionLost, UpstreamServerError
@@ -148,48 +148,23 @@ class AnthropicProvider:
                 end_response(resp, done)
 
     async def _batches(self, resp: aiohttp.ClientResponse, stall_after: float) -> AsyncIterator[list[bytes]]:
-        spec = self.spec
-        decoder = decoder_for(resp.headers, spec.max_response_bytes, self.name)
-        splitter = SSESplitter(spec.max_event_bytes)
-        content = resp.content
         first = True
-        asked = time.monotonic()
-        try:
-            while True:
-                piece = await content.readany()
-                if not piece:
-                    batch = splitter.finish()
-                    if not batch:
-                        break
-                else:
-                    batch = splitter.feed(decoder.feed(piece) if decoder is not None else piece)
-                    if not batch:
-                        if time.monotonic() - asked > stall_after:
-                            raise TimeoutError
-                        continue
-                for i, payload in enumerate(batch):
-                    if b"\n" in payload:  # data over several lines: made one line, or the caller's framing breaks
-                        batch[i] = payload = _one_line(payload, self.name)
-                    if first:
-                        _sane_first(payload, self.name)
-                        first = False
-                    if payload.startswith(b'{"type":"error"') or (b'"error"' in payload[:40]
-                                                                 and _is_error_event(payload)):
-                        if i:
-                            yield batch[:i]
-                        raise stream_error(payload, self.name)
-                    if _STOP in payload[:40]:
-                        del batch[i + 1:]
-                        yield LastBatch(batch)
-                        return
-                yield batch
-                asked = time.monotonic()
-                if not piece:
-                    break
-        except EventTooLarge as exc:
-            raise BodyTooLarge(f"{self.name} sent {exc}") from None
-        except NotAnEventStream as exc:
-            raise UpstreamServerError(f"{self.name} did not answer with an event stream: {exc}") from None
+        async for batch in event_batches(resp, self.spec, self.name, stall_after):
+            for i, payload in enumerate(batch):
+                if b"\n" in payload:  # data over several lines: made one line, or the caller's framing breaks
+                    batch[i] = payload = _one_line(payload, self.name)
+                if first:
+                    first_event_is_sane(payload, self.name)
+                    first = False
+                if payload.startswith(b'{"type":"error"') or (b'"error"' in payload[:40] and _is_error_event(payload)):
+                    if i:
+                        yield batch[:i]
+                    raise stream_error(payload, self.name)
+                if _STOP in payload[:40]:
+                    del batch[i + 1:]
+                    yield LastBatch(batch)
+                    return
+            yield batch
         if first:
             raise UpstreamServerError(f"{self.name} ended its stream without sending an event")
         raise UpstreamConnectionLost(f"{self.name} stream ended before message_stop")
@@ -237,11 +212,3 @@ def _one_line(payload: bytes, where: str) -> bytes:
     except orjson.JSONDecodeError:
         raise UpstreamServerError(f"{where} sent a stream event that is not JSON") from None
 
-
-def _sane_first(payload: bytes, where: str) -> None:
-    try:
-        data = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        raise UpstreamServerError(f"{where} sent a first stream event that is not JSON") from None
-    if not isinstance(data, dict):
-        raise UpstreamServerError(f"{where} sent a first stream event that is not a JSON object")

@@ -143,52 +143,60 @@ class OpenAICompatibleProvider:
     async def _batches(self, resp: aiohttp.ClientResponse, stall_after: float) -> AsyncIterator[list[bytes]]:
         """Events per network read, up to ``[DONE]``: the events before it in its read are yielded as a
         LastBatch; the generator returns only after ``[DONE]`` and raises on any other end."""
-        spec = self.spec
-        decoder = decoder_for(resp.headers, spec.max_response_bytes, self.name)
-        splitter = SSESplitter(spec.max_event_bytes)
-        content = resp.content
         first = True
-        asked = time.monotonic()
-        try:
-            while True:
-                piece = await content.readany()
-                if not piece:
-                    batch = splitter.finish()
-                    if not batch:
-                        break
-                else:
-                    batch = splitter.feed(decoder.feed(piece) if decoder is not None else piece)
-                    if not batch:
-                        if time.monotonic() - asked > stall_after:
-                            raise TimeoutError
-                        continue
-                if first:
-                    first_event_is_sane(batch[0], self.name)
-                    first = False
-                for i, payload in enumerate(batch):
-                    if payload == _DONE:
-                        del batch[i:]
-                        if batch:
-                            yield LastBatch(batch)
-                        return
-                    if payload.startswith(b'{"error"'):
-                        if i:
-                            yield batch[:i]
-                        raise classify(502, payload, None, self.name)
-                yield batch
-                asked = time.monotonic()
-                if not piece:
-                    break
-        except EventTooLarge as exc:
-            raise BodyTooLarge(f"{self.name} sent {exc}") from None
-        except NotAnEventStream as exc:
-            raise UpstreamServerError(f"{self.name} did not answer with an event stream: {exc}") from None
+        async for batch in event_batches(resp, self.spec, self.name, stall_after):
+            if first:
+                first_event_is_sane(batch[0], self.name)
+                first = False
+            for i, payload in enumerate(batch):
+                if payload == _DONE:
+                    del batch[i:]
+                    if batch:
+                        yield LastBatch(batch)
+                    return
+                if payload.startswith(b'{"error"'):
+                    if i:
+                        yield batch[:i]
+                    raise classify(502, payload, None, self.name)
+            yield batch
         if first:
             raise UpstreamServerError(f"{self.name} ended its stream without sending an event")
         raise UpstreamConnectionLost(f"{self.name} stream ended before [DONE]")
 
     async def close(self) -> None:
         await self._session.close()
+
+
+async def event_batches(resp: aiohttp.ClientResponse, spec: ProviderSpec, where: str,
+                        stall_after: float) -> AsyncIterator[list[bytes]]:
+    """The ``data`` payloads of an SSE answer, per network read (never an empty batch), until the body ends.
+
+    Shared by the adapters, which judge the payloads (end markers, error events). Decoded within
+    ``max_response_bytes``, each event within ``max_event_bytes``; an upstream that keeps the socket busy without
+    completing an event is cut off once ``stall_after`` has passed since the consumer asked for the next batch."""
+    decoder = decoder_for(resp.headers, spec.max_response_bytes, where)
+    splitter = SSESplitter(spec.max_event_bytes)
+    content = resp.content
+    asked = time.monotonic()
+    try:
+        while True:
+            piece = await content.readany()
+            if not piece:
+                batch = splitter.finish()
+                if batch:
+                    yield batch
+                return
+            batch = splitter.feed(decoder.feed(piece) if decoder is not None else piece)
+            if not batch:
+                if time.monotonic() - asked > stall_after:
+                    raise TimeoutError
+                continue
+            yield batch
+            asked = time.monotonic()
+    except EventTooLarge as exc:
+        raise BodyTooLarge(f"{where} sent {exc}") from None
+    except NotAnEventStream as exc:
+        raise UpstreamServerError(f"{where} did not answer with an event stream: {exc}") from None
 
 
 def whole_answer(raw: bytes, where: str) -> dict[str, Any]:

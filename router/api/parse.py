@@ -18,9 +18,10 @@ from router.api.request_caps import DEFAULT_CAPS, RequestCaps, check_content, ch
 from router.errors import InvalidRequest
 
 
-def parse_chat_body(body: bytes, caps: RequestCaps = DEFAULT_CAPS) -> dict[str, Any]:
+def load_object(body: bytes, caps: RequestCaps, expected: str) -> dict[str, Any]:
+    """The body as a JSON object within the nesting guard; ``expected`` names the request in the error."""
     if not body:
-        raise InvalidRequest("request body is empty; expected a JSON chat completion request")
+        raise InvalidRequest(f"request body is empty; expected a JSON {expected}")
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -28,6 +29,11 @@ def parse_chat_body(body: bytes, caps: RequestCaps = DEFAULT_CAPS) -> dict[str, 
     if not isinstance(payload, dict):
         raise InvalidRequest("request body must be a JSON object")
     check_depth(body, payload, caps.max_json_depth)
+    return payload
+
+
+def parse_chat_body(body: bytes, caps: RequestCaps = DEFAULT_CAPS) -> dict[str, Any]:
+    payload = load_object(body, caps, "chat completion request")
     model = payload.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("you must provide a model parameter (a non-empty string)", param="model")

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from router.api.parse import check_depth
+from router.api.parse import load_object
 from router.api.request_caps import DEFAULT_CAPS, RequestCaps, check_text, check_tools, refuse
 from router.errors import InvalidRequest
 
@@ -20,15 +18,7 @@ _CALL_BLOCKS = frozenset(("tool_use", "server_tool_use", "mcp_tool_use"))
 def parse_messages_body(body: bytes, caps: RequestCaps = DEFAULT_CAPS, *, needs_max_tokens: bool = True
                         ) -> dict[str, Any]:
     """The body of ``POST /v1/messages`` (``needs_max_tokens=False`` for ``/v1/messages/count_tokens``)."""
-    if not body:
-        raise InvalidRequest("request body is empty; expected a JSON Messages request")
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    check_depth(body, payload, caps.max_json_depth)
+    payload = load_object(body, caps, "Messages request")
     model = payload.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("model: Field required (a non-empty string)", param="model")
