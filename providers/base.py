@@ -27,6 +27,9 @@ class ChatCall:
     timeout: float
     request_id: str = ""
     extra_headers: dict[str, str] | None = None
+    wire: str = "chat"
+    """The format ``body`` is in, and so the endpoint to call (``chat``, ``messages``, ``responses``,
+    ``embeddings``): one of the adapter's ``wires``."""
 
 
 class LastBatch(list[bytes]):
@@ -43,11 +46,23 @@ class Completion:
     raw: bytes | None = None
 
 
+def served_wire(provider: object, caller: str) -> str:
+    """The format a request of format ``caller`` goes to ``provider`` in: the caller's own when the adapter serves
+    it natively, else the adapter's main ``wire`` (and the executor translates)."""
+    wires = getattr(provider, "wires", None)
+    if wires is not None and caller in wires:
+        return caller
+    wire: str = getattr(provider, "wire", "chat")
+    return wire
+
+
 class Provider(Protocol):
     """Optional: ``keeps_deadline = True`` promises that ``complete`` never outlives ``call.timeout`` (connect,
     send and read included), so the executor arms no timer of its own around it. ``wire`` names the format the
     adapter takes and answers in (``chat`` when absent; ``messages`` for Anthropic's): the executor translates
-    when it differs from the caller's."""
+    when it differs from the caller's. ``wires`` (optional) lists every format the adapter serves natively (an
+    OpenAI-compatible upstream may serve ``chat`` and ``responses``); a caller's format in it goes through as it is,
+    with :attr:`ChatCall.wire` saying which."""
 
     name: str
 

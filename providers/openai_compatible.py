@@ -14,6 +14,7 @@ not a JSON object, a stream that ends before any event.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from functools import lru_cache
@@ -69,9 +70,11 @@ class OpenAICompatibleProvider:
         self.name = name
         self.spec = spec
         base = (spec.base_url or "").rstrip("/")
-        self.url = f"{base}/chat/completions"
-        if spec.api_version:
-            self.url += f"?api-version={spec.api_version}"
+        self.wires: tuple[str, ...] = (*spec.apis, "embeddings")
+        self.wire = spec.apis[0]
+        query = f"?api-version={spec.api_version}" if spec.api_version else ""
+        self.urls = {wire: URL(f"{base}{path}{query}") for wire, path in ENDPOINTS.items()}
+        self.url = str(self.urls[self.wire])
         headers: dict[str, str] = {"content-type": "application/json", **spec.headers}
         if spec.api_key:
             if spec.api_version:
@@ -79,7 +82,6 @@ class OpenAICompatibleProvider:
             else:
                 headers["authorization"] = f"Bearer {spec.api_key}"
         self._session = UpstreamSession(spec, self.url, headers)
-        self._url = URL(self.url)  # parsed once, not per call
 
     @staticmethod
     def _headers(call: ChatCall) -> dict[str, str] | None:
@@ -92,7 +94,8 @@ class OpenAICompatibleProvider:
     async def complete(self, call: ChatCall) -> Completion:
         session = self._session.get()
         try:
-            async with session.post(self._url, data=encoded_body(call.body, self.name), headers=self._headers(call),
+            async with session.post(self.urls[call.wire], data=encoded_body(call.body, self.name),
+                                    headers=self._headers(call),
                                     timeout=whole_timeout(call.timeout, self.spec.connect_timeout),
                                     allow_redirects=False) as resp:
                 if resp.status != 200:
@@ -102,7 +105,7 @@ class OpenAICompatibleProvider:
             raise
         except CLIENT_FAULTS as exc:
             raise transport_error(self.name, exc, f"did not answer within {call.timeout:g}s") from None
-        return Completion(data=whole_answer(raw, self.name), raw=raw)
+        return Completion(data=whole_answer(raw, self.name, call.wire), raw=raw)
 
     async def stream(self, call: ChatCall) -> AsyncIterator[bytes]:
         async for batch in self.stream_batches(call):
@@ -120,7 +123,8 @@ class OpenAICompatibleProvider:
         resp: aiohttp.ClientResponse | None = None
         done = False
         try:
-            resp = await session.post(self._url, data=encoded_body(call.body, self.name), headers=self._headers(call),
+            resp = await session.post(self.urls[call.wire], data=encoded_body(call.body, self.name),
+                                      headers=self._headers(call),
                                       timeout=stream_timeout(call.timeout, self.spec.connect_timeout),
                                       allow_redirects=False)
             if resp.status != 200:
@@ -128,7 +132,8 @@ class OpenAICompatibleProvider:
             if resp.headers.get("content-type", "").startswith("application/json"):
                 raise json_in_place_of_stream(await read_body(resp, self.spec.max_response_bytes, self.name),
                                               self.name)
-            async for batch in self._batches(resp, call.timeout):
+            batches = self._responses_batches if call.wire == "responses" else self._batches
+            async for batch in batches(resp, call.timeout):
                 done = type(batch) is LastBatch
                 yield batch
             done = True
@@ -163,8 +168,42 @@ class OpenAICompatibleProvider:
             raise UpstreamServerError(f"{self.name} ended its stream without sending an event")
         raise UpstreamConnectionLost(f"{self.name} stream ended before [DONE]")
 
+    async def _responses_batches(self, resp: aiohttp.ClientResponse,
+                                 stall_after: float) -> AsyncIterator[list[bytes]]:
+        """A Responses stream: events up to its terminal one (``response.completed``, ``.incomplete`` or
+        ``.failed``), yielded with it as a LastBatch; an ``error`` event is the upstream's failure (classified, so
+        the executor may still fall back before the first event); any other end is a lost connection."""
+        first = True
+        async for batch in event_batches(resp, self.spec, self.name, stall_after):
+            if first:
+                first_event_is_sane(batch[0], self.name)
+                first = False
+            for i, payload in enumerate(batch):
+                head = payload[:40]
+                if payload == _DONE or (head.startswith(_TYPE_PREFIX) and _TERMINAL.search(head)):
+                    end = i if payload == _DONE else i + 1
+                    del batch[end:]
+                    if batch:
+                        yield LastBatch(batch)
+                    return
+                if head.startswith(_ERROR_EVENT):
+                    if i:
+                        yield batch[:i]
+                    raise classify(502, payload, None, self.name)
+            yield batch
+        if first:
+            raise UpstreamServerError(f"{self.name} ended its stream without sending an event")
+        raise UpstreamConnectionLost(f"{self.name} stream ended before its terminal event")
+
     async def close(self) -> None:
         await self._session.close()
+
+
+ENDPOINTS = {"chat": "/chat/completions", "responses": "/responses", "embeddings": "/embeddings"}
+"""The path under ``base_url`` of each API an OpenAI-compatible upstream may serve."""
+_TYPE_PREFIX = b'{"type":"'
+_TERMINAL = re.compile(rb'\A\{"type":"response\.(?:completed|incomplete|failed)"')
+_ERROR_EVENT = b'{"type":"error"'
 
 
 async def event_batches(resp: aiohttp.ClientResponse, spec: ProviderSpec, where: str,
@@ -199,16 +238,23 @@ async def event_batches(resp: aiohttp.ClientResponse, spec: ProviderSpec, where:
         raise UpstreamServerError(f"{where} did not answer with an event stream: {exc}") from None
 
 
-def whole_answer(raw: bytes, where: str) -> dict[str, Any]:
-    """A whole answer's JSON: an object with choices, else the upstream's fault (an error object classified)."""
+_ANSWER_FIELD = {"chat": ("choices", "choices"), "responses": ("output", "an output list"),
+                 "embeddings": ("data", "a data list")}
+
+
+def whole_answer(raw: bytes, where: str, wire: str = "chat") -> dict[str, Any]:
+    """A whole answer's JSON: an object with the wire's answer field (chat's ``choices``, a Response's ``output``,
+    embeddings' ``data``), else the upstream's fault (an error object classified). A Response carries
+    ``"error": null`` when it went well, so only a non-null error counts."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise UpstreamServerError(f"{where} returned a body that is not JSON") from None
-    if not isinstance(data, dict) or "choices" not in data:
-        if isinstance(data, dict) and "error" in data:
+    field, what = _ANSWER_FIELD.get(wire, _ANSWER_FIELD["chat"])
+    if not isinstance(data, dict) or field not in data or (wire != "chat" and not isinstance(data[field], list)):
+        if isinstance(data, dict) and data.get("error") is not None:
             raise classify(502, raw, None, where)
-        raise UpstreamServerError(f"{where} returned JSON without choices")
+        raise UpstreamServerError(f"{where} returned JSON without {what}")
     return data
 
 

@@ -81,6 +81,11 @@ class RequestContext:
     """Its records were written (``RouterState.finish`` runs once)."""
     translated: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The request translated for another wire format, per format (built once, reused by fallbacks)."""
+    stream_state: Any = None
+    """The caller's wire's per-stream state, when its codec keeps one (the Responses stream filter: numbering an
+    error event so it continues the stream)."""
+    previous_deployment: str | None = None
+    """Responses: the deployment that served ``previous_response_id`` (its encrypted reasoning is only valid there)."""
 
     @property
     def served_by(self) -> Attempt | None:

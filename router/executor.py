@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from providers.base import ChatCall, Completion, LastBatch, Provider
+from providers.base import ChatCall, Completion, LastBatch, Provider, served_wire
 from router.capabilities import context_window, screen
 from router.config.schema import CooldownSpec, DeploymentSpec, RoutingSpec
 from router.context import Attempt, RequestContext
@@ -43,7 +43,6 @@ from router.log_throttle import LogThrottle, held_note
 from router.plan import RoutePlan
 from router.redact import PATTERNS_ONLY, Redactor
 from router.store.counters import Counters, MemoryCounters
-from router.wire import CHAT
 from router.wire.translate import TranslatedStream, translate_answer, upstream_headers, upstream_request
 
 log = logging.getLogger("agent_router.executor")
@@ -83,10 +82,9 @@ class Executor:
             else:
                 async with asyncio.timeout(limit):
                     completion = await provider.complete(chat)
-            wire = getattr(provider, "wire", CHAT)
-            if wire == ctx.wire:
+            if chat.wire == ctx.wire:
                 return completion
-            return Completion(data=translate_answer(wire, ctx.wire, completion.data, ctx))
+            return Completion(data=translate_answer(chat.wire, ctx.wire, completion.data, ctx))
 
         return await self._run(ctx, plan, call, streaming=False)
 
@@ -113,10 +111,9 @@ class Executor:
             if type(first) is LastBatch:  # the whole answer came in the first read
                 await tracked.ended_well()
             batch: Batch = first if batched else [first]
-            wire = getattr(provider, "wire", CHAT)
-            if wire == ctx.wire:
+            if chat.wire == ctx.wire:
                 return batch, tracked
-            translated = TranslatedStream(wire, ctx.wire, tracked, ctx)
+            translated = TranslatedStream(chat.wire, ctx.wire, tracked, ctx)
             return translated.first(batch), translated
 
         return await self._run(ctx, plan, call, streaming=True)
@@ -208,10 +205,10 @@ class Executor:
         attempt = Attempt(deployment=name, provider=deployment.provider, model=deployment.model)
         ctx.attempts.append(attempt)
         limit = min(_timeout(ctx, deployment), remaining)
-        wire = getattr(provider, "wire", CHAT)
+        wire = served_wire(provider, ctx.wire)
         payload = ctx.payload if wire == ctx.wire else upstream_request(ctx, wire, deployment)
         chat = ChatCall(body=build_body(payload, deployment, plan), timeout=_timeout(ctx, deployment),
-                        request_id=ctx.request_id, extra_headers=upstream_headers(ctx, wire))
+                        request_id=ctx.request_id, extra_headers=upstream_headers(ctx, wire), wire=wire)
         started = time.perf_counter()
         self.stats.started(name)
         error: ProviderError

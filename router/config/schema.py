@@ -33,11 +33,20 @@ class ProviderSpec(Strict):
                                     description="Largest whole answer (after decoding); larger is a 502.")
     max_event_bytes: int = Field(default=4 * 1024 * 1024, ge=1024,
                                  description="Largest single stream event; larger ends the stream with a 502.")
+    apis: list[Literal["chat", "responses"]] = Field(
+        default_factory=lambda: ["chat"], min_length=1,
+        description="openai providers: the APIs the upstream serves natively, the first being the one other formats "
+                    "are translated to (chat: /chat/completions; responses: /responses). [responses] is a "
+                    "Responses-only upstream; [chat, responses] passes Responses requests through as they are.")
 
     @model_validator(mode="after")
     def _needs_base_url(self) -> ProviderSpec:
         if self.type == "openai" and not self.base_url:
             raise ValueError("an openai provider needs base_url (for example https://api.openai.com/v1)")
+        if self.type != "openai" and self.apis != ["chat"] and "apis" in self.model_fields_set:
+            raise ValueError("apis is for openai providers (anthropic speaks messages; litellm and mock speak chat)")
+        if len(set(self.apis)) != len(self.apis):
+            raise ValueError("apis lists an API twice")
         if self.client_key and not self.client_cert:
             raise ValueError("client_key needs client_cert")
         if self.proxy is not None and not self.proxy.startswith(("http://", "https://")):

@@ -13,8 +13,10 @@ if TYPE_CHECKING:
 
 CHAT = "chat"
 MESSAGES = "messages"
-WIRES = (CHAT, MESSAGES)
-"""Formats the router serves; ``responses`` joins them next."""
+RESPONSES = "responses"
+EMBEDDINGS = "embeddings"
+WIRES = (CHAT, MESSAGES, RESPONSES, EMBEDDINGS)
+"""Formats the router serves (``embeddings`` has no tools and no streams, but the same walk)."""
 
 _CODECS: dict[str, Codec] = {}
 
@@ -29,6 +31,12 @@ def codec_for(name: str) -> Codec:
         elif name == MESSAGES:
             from router.wire.messages import MessagesCodec
             codec = MessagesCodec()
+        elif name == RESPONSES:
+            from router.wire.responses import ResponsesCodec
+            codec = ResponsesCodec()
+        elif name == EMBEDDINGS:
+            from router.wire.embeddings import EmbeddingsCodec
+            codec = EmbeddingsCodec()
         else:
             raise KeyError(f"no codec for wire format {name!r}")
         _CODECS[name] = codec
