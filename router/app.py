@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from router import __version__
-from router.api import chat, health, messages, models, route_explain
+from router.api import chat, health, messages, models, responses, route_explain
 from router.api.admin_modules import admin_modules
 from router.api.error_handlers import install_error_handlers
 from router.api.openapi_errors import install_error_docs
@@ -25,19 +25,22 @@ if TYPE_CHECKING:
 
 CHAT_PATH = "/v1/chat/completions"
 MESSAGES_PATH = "/v1/messages"
+RESPONSES_PATH = "/v1/responses"
 
 
 class RouterApp(FastAPI):
-    """FastAPI for everything but the hot paths: ``POST /v1/chat/completions`` and ``POST /v1/messages`` go straight
-    to the plain-ASGI
-    handler, skipping Starlette's middleware stack, routing and Request/Response objects (about 15% of a
-    request's CPU under load). Every other path and method keeps FastAPI's handling (404/405, admin, docs)."""
+    """FastAPI for everything but the hot paths: ``POST /v1/chat/completions``, ``/v1/messages`` and
+    ``/v1/responses`` go straight to the plain-ASGI handler, skipping Starlette's middleware stack, routing and
+    Request/Response objects (about 15% of a request's CPU under load), and a WebSocket upgrade on
+    ``/v1/responses`` is refused at once. Every other path and method keeps FastAPI's handling (404/405, admin,
+    docs)."""
 
     router_state: RouterState | None = None
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         state = self.router_state
-        if state is not None and scope["type"] == "http" and scope["method"] == "POST":
+        kind = scope["type"]
+        if state is not None and kind == "http" and scope["method"] == "POST":
             path = route_path(scope)
             if path == CHAT_PATH:
                 await chat.serve_chat(state, scope, receive, send)
@@ -45,7 +48,17 @@ class RouterApp(FastAPI):
             if path == MESSAGES_PATH:
                 await messages.serve_messages(state, scope, receive, send)
                 return
+            if path == RESPONSES_PATH:
+                await responses.serve_responses(state, scope, receive, send)
+                return
+        elif (kind == "websocket" or (kind == "http" and _is_upgrade(scope))) and route_path(scope) == RESPONSES_PATH:
+            await responses.refuse_websocket(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
+
+
+def _is_upgrade(scope: MutableMapping[str, Any]) -> bool:
+    return any(name == b"upgrade" and value.lower() == b"websocket" for name, value in scope["headers"])
 
 
 def route_path(scope: MutableMapping[str, Any]) -> str:
@@ -84,7 +97,7 @@ def create_app(settings: Settings | None = None, snapshot: Snapshot | None = Non
                     redirect_slashes=False)
     install_error_handlers(app)
     install_error_docs(app)
-    for module in (chat, messages, models, health, route_explain, *admin_modules()):
+    for module in (chat, messages, responses, models, health, route_explain, *admin_modules()):
         app.include_router(module.api)
     app.add_middleware(RequestIdMiddleware)
     return app

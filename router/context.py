@@ -84,8 +84,9 @@ class RequestContext:
     stream_state: Any = None
     """The caller's wire's per-stream state, when its codec keeps one (the Responses stream filter: numbering an
     error event so it continues the stream)."""
-    previous_deployment: str | None = None
-    """Responses: the deployment that served ``previous_response_id`` (its encrypted reasoning is only valid there)."""
+    pinned_deployment: str | None = None
+    """The deployment whose state the request carries (Responses' encrypted reasoning is only valid where it was
+    made): tried first; other deployments get the request without that state."""
 
     @property
     def served_by(self) -> Attempt | None:

@@ -43,6 +43,7 @@ from router.log_throttle import LogThrottle, held_note
 from router.plan import RoutePlan
 from router.redact import PATTERNS_ONLY, Redactor
 from router.store.counters import Counters, MemoryCounters
+from router.wire.pinning import unpinned
 from router.wire.translate import TranslatedStream, translate_answer, upstream_headers, upstream_request
 
 log = logging.getLogger("agent_router.executor")
@@ -207,6 +208,8 @@ class Executor:
         limit = min(_timeout(ctx, deployment), remaining)
         wire = served_wire(provider, ctx.wire)
         payload = ctx.payload if wire == ctx.wire else upstream_request(ctx, wire, deployment)
+        if ctx.pinned_deployment is not None and name != ctx.pinned_deployment:
+            payload = unpinned(ctx, payload)
         chat = ChatCall(body=build_body(payload, deployment, plan), timeout=_timeout(ctx, deployment),
                         request_id=ctx.request_id, extra_headers=upstream_headers(ctx, wire), wire=wire)
         started = time.perf_counter()

@@ -66,11 +66,14 @@ def decision_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
 STAGE_HEADERS = ("x-agent-router-", "anthropic-", "x-claude-code-")
 """Request headers the stages read: the router's metadata (rules), ``anthropic-*`` (forwarded verbatim to a Messages
 upstream) and Claude Code's session and sub-agent ids (records, rules, session affinity)."""
+STAGE_HEADER_NAMES = frozenset(("session_id", "originator"))
+"""Codex CLI's session id (records, rules, session affinity) and client name."""
 
 
 def metadata_headers(headers: dict[str, str]) -> dict[str, str]:
     """The caller's request headers the stages read (names are lower-case); see :data:`STAGE_HEADERS`."""
-    return {name: value for name, value in headers.items() if name.startswith(STAGE_HEADERS)}
+    return {name: value for name, value in headers.items()
+            if name.startswith(STAGE_HEADERS) or name in STAGE_HEADER_NAMES}
 
 
 async def serve(codec: Codec, state: RouterState, scope: Scope, receive: Receive, send: Send) -> None:
@@ -91,6 +94,8 @@ async def serve(codec: Codec, state: RouterState, scope: Scope, receive: Receive
         ctx.headers = metadata_headers(headers)
         state.identity.authorize_model(ctx)
         await state.limits.admit(ctx)
+        if codec.stateful:
+            await codec.prepare(state, ctx)
         codec.review_request(ctx)
         await ensure_exact_counts(ctx)  # loads a tokenizer off the loop, only when a count is really needed
         plan = state.affinity.apply(ctx, plan_route(ctx, state.stats))
@@ -133,6 +138,8 @@ async def _complete(codec: Codec, state: RouterState, ctx: RequestContext, plan:
     changed = codec.filter_answer(ctx, data)
     raw = completion.raw
     content = raw if raw is not None and not changed and not codec.may_carry_call(raw) else orjson.dumps(data)
+    if codec.stateful:
+        codec.kept(state, ctx, data)
     state.finish(ctx, status="ok")
     headers = [JSON, *ids]
     headers += decision_headers(ctx)
@@ -197,7 +204,7 @@ async def _relay(codec: Codec, state: RouterState, ctx: RequestContext, first: l
         ctx.error = exc
         if ctx.attempts and isinstance(exc, ProviderError):
             ctx.attempts[-1].status, ctx.attempts[-1].error = "error", exc.message
-        closing = (codec.frame(out) if out else b"") + codec.error_event(exc)
+        closing = (codec.frame(out) if out else b"") + codec.error_event(exc, ctx)
     except asyncio.CancelledError:
         status = "error"
         if watch is None or not watch.disconnected:
@@ -216,11 +223,13 @@ async def _relay(codec: Codec, state: RouterState, ctx: RequestContext, first: l
         log.exception("stream relay failed for request %s", ctx.request_id)
         error = RouterError(f"internal error (request id {ctx.request_id})")
         ctx.error = error
-        closing = (codec.frame(out) if out else b"") + codec.error_event(error)
+        closing = (codec.frame(out) if out else b"") + codec.error_event(error, ctx)
     finally:
         if watch is not None:
             watch.stop()
         await close_stream(rest)
+        if status == "ok" and codec.stateful:
+            codec.kept(state, ctx, None)
         state.finish(ctx, status=status)
     return closing, status == "ok" or codec.name == "chat"
 

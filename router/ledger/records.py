@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
+from router.agent_session import session_of
 from router.config.schema import DeploymentSpec
 from router.context import RequestContext
 from router.ledger.audit_rows import fold
@@ -68,7 +69,8 @@ class UsageRecord:
     """Prompt tokens written to the upstream's prompt cache (Anthropic's ``cache_creation_input_tokens``), part of
     ``prompt_tokens`` and priced apart."""
     session_id: str | None = None
-    """Claude Code's ``x-claude-code-session-id``: usage per coding session."""
+    """The coding agent's session (Claude Code's ``x-claude-code-session-id``, Codex's ``session_id``): usage per
+    session."""
     session_agent: str | None = None
     """``x-claude-code-agent-id``: the sub-agent inside the session (cost attribution, not an identity)."""
     parent_agent: str | None = None
@@ -228,7 +230,7 @@ def from_context(ctx: RequestContext, status: str, now: float | None = None,
     who = (ctx.request_id, len(attempts), ctx.agent, ctx.role, ctx.rule, ctx.requested_model or None)
     headers = ctx.headers
     tail = (policy_outcome(ctx), int(ctx.stream), 1, None, ctx.client_request_id, ctx.wire, written,
-            _header(headers, "x-claude-code-session-id"), _header(headers, "x-claude-code-agent-id"),
+            _cut(session_of(headers)), _header(headers, "x-claude-code-agent-id"),
             _header(headers, "x-claude-code-parent-agent-id"))
     request_id, _, agent, role, rule, requested = who
     if served is None:
@@ -276,7 +278,10 @@ MAX_HEADER_CHARS = 200
 
 
 def _header(headers: dict[str, str], name: str) -> str | None:
-    value = headers.get(name)
+    return _cut(headers.get(name))
+
+
+def _cut(value: str | None) -> str | None:
     return value[:MAX_HEADER_CHARS] if value else None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from router.agent_session import session_of
 from router.context import RequestContext
 from router.tokens import prompt_bounds, prompt_ceiling, prompt_fits, prompt_tokens
 from router.wire import codec_for
@@ -90,8 +91,9 @@ class RequestFacts:
 
     @property
     def session(self) -> str | None:
-        """Claude Code's session id (``x-claude-code-session-id``): a split keeps a session on one arm."""
-        return self.ctx.headers.get("x-claude-code-session-id") or None
+        """The coding agent's session id (:func:`router.agent_session.session_of`): a split keeps a session on one
+        arm."""
+        return session_of(self.ctx.headers)
 
     @property
     def sticky_keys(self) -> dict[str, str | None]:

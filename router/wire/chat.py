@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -21,13 +21,23 @@ from router.policy.stream_filter import StreamFilter
 from router.tokens import chat_prompt_pieces
 from router.wire.codec import EventFilter
 
+if TYPE_CHECKING:
+    from router.state import RouterState
+
 
 class ChatCodec:
     name = "chat"
+    stateful = False
     stream_end = sse.DONE
 
     def parse(self, body: bytes, caps: RequestCaps) -> dict[str, Any]:
         return parse_chat_body(body, caps)
+
+    async def prepare(self, state: RouterState, ctx: RequestContext) -> None:
+        return None
+
+    def kept(self, state: RouterState, ctx: RequestContext, data: dict[str, Any] | None) -> None:
+        return None
 
     def review_request(self, ctx: RequestContext) -> None:
         apply_request_policy(ctx)
@@ -79,5 +89,5 @@ class ChatCodec:
     def error_body(self, exc: RouterError) -> tuple[int, bytes]:
         return exc.status, orjson.dumps(exc.to_body())
 
-    def error_event(self, exc: RouterError) -> bytes:
+    def error_event(self, exc: RouterError, ctx: RequestContext) -> bytes:
         return sse.json_event(exc.to_body())

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from router.capabilities import Needs
     from router.context import RequestContext
     from router.errors import RouterError
+    from router.state import RouterState
 
 
 class EventFilter(Protocol):
@@ -36,10 +37,21 @@ class Codec(Protocol):
     """``chat``, ``messages``, ``responses``: the ingress format, as rules (``api:``) and records name it."""
     stream_end: bytes
     """Bytes that close a successful stream after its last event (``data: [DONE]`` for chat; none for Messages)."""
+    stateful: bool
+    """Whether the wire keeps state between requests (Responses' ``previous_response_id``): then the pipeline calls
+    :meth:`prepare` before the policy and :meth:`kept` after a successful answer."""
 
     # -- the request ---------------------------------------------------------------------------------
     def parse(self, body: bytes, caps: RequestCaps) -> dict[str, Any]:
         """The body as an object, checked as far as the stages need (model, stream, shapes); InvalidRequest else."""
+        ...
+
+    async def prepare(self, state: RouterState, ctx: RequestContext) -> None:
+        """Bring in the state the request refers to (only called when :attr:`stateful`)."""
+        ...
+
+    def kept(self, state: RouterState, ctx: RequestContext, data: dict[str, Any] | None) -> None:
+        """Keep what was served (the whole answer, or None for a stream: the codec's stream state has it)."""
         ...
 
     def review_request(self, ctx: RequestContext) -> None:
@@ -97,6 +109,6 @@ class Codec(Protocol):
         """(status, body) of an error answer in this wire's shape."""
         ...
 
-    def error_event(self, exc: RouterError) -> bytes:
-        """An error that ends a stream already under way, as SSE bytes."""
+    def error_event(self, exc: RouterError, ctx: RequestContext) -> bytes:
+        """An error that ends a stream already under way, as SSE bytes (after the events ``ctx`` saw go out)."""
         ...

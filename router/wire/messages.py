@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -26,6 +26,9 @@ from router.policy.messages_stream import MessagesStreamFilter
 from router.tokens import IMAGE_PART_TOKENS, REPLY_PRIMING, TOKENS_PER_MESSAGE
 from router.wire.anthropic_errors import anthropic_error
 from router.wire.codec import EventFilter
+
+if TYPE_CHECKING:
+    from router.state import RouterState
 
 _EVENT_NAME = re.compile(rb"[A-Za-z0-9_.]{1,64}")
 _TYPE_PREFIX = b'{"type":"'
@@ -109,10 +112,17 @@ def _content_texts(content: Any) -> tuple[list[str], int]:
 
 class MessagesCodec:
     name = "messages"
+    stateful = False
     stream_end = b""
 
     def parse(self, body: bytes, caps: RequestCaps) -> dict[str, Any]:
         return parse_messages_body(body, caps)
+
+    async def prepare(self, state: RouterState, ctx: RequestContext) -> None:
+        return None
+
+    def kept(self, state: RouterState, ctx: RequestContext, data: dict[str, Any] | None) -> None:
+        return None
 
     def review_request(self, ctx: RequestContext) -> None:
         review_messages_request(ctx)
@@ -224,7 +234,7 @@ class MessagesCodec:
             return exc.upstream_status or exc.status, exc.upstream_body
         return exc.status, orjson.dumps(anthropic_error(exc.status, exc.message))
 
-    def error_event(self, exc: RouterError) -> bytes:
+    def error_event(self, exc: RouterError, ctx: RequestContext) -> bytes:
         if isinstance(exc, ProviderError) and exc.upstream_body and exc.upstream_wire == self.name \
                 and exc.upstream_body.startswith(b"{") and b"\n" not in exc.upstream_body:
             return b"event: error\ndata: " + exc.upstream_body + b"\n\n"

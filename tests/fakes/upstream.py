@@ -1,4 +1,4 @@
-"""A scriptable fake provider: OpenAI chat completions and Anthropic Messages, over real HTTP.
+"""A scriptable fake provider: OpenAI chat completions and Responses, and Anthropic Messages, over real HTTP.
 
 It runs an aiohttp server on 127.0.0.1 in its own thread. Tests queue behaviours per upstream model
 name and read back exactly what the upstream received (``received``), which is how a test proves that,
@@ -31,6 +31,7 @@ from tests.fakes.behaviours import (
     Text,
     ToolCalls,
 )
+from tests.fakes.responses_wire import responses_answer, responses_events
 
 
 @dataclass
@@ -76,6 +77,7 @@ class FakeUpstream:
             self._queues.clear()
             self._always.clear()
             self.received.clear()
+            self.seal = None
 
     def served(self, model: str | None = None) -> list[Received]:
         with self._lock:
@@ -107,6 +109,7 @@ class FakeUpstream:
             app.router.add_post("/v1/chat/completions", self._openai)
             app.router.add_post("/v1/messages", self._anthropic)
             app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+            app.router.add_post("/v1/responses", self._responses)
             self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
             loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -200,6 +203,45 @@ class FakeUpstream:
         for event in behaviour.events:
             await response.write(b"data: " + _raw(event) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    # -- OpenAI Responses ------------------------------------------------------------------------
+    seal: str | None = None
+    """When set, Responses answers start with a reasoning item sealed with this ``encrypted_content``."""
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        model = body.get("model", "")
+        behaviour = self._next(model)
+        failure = await self._common_failures(behaviour, request)
+        if failure is not None:
+            return failure
+        stream = bool(body.get("stream"))
+        if isinstance(behaviour, Scripted):  # a Responses answer or events word for word (bytes as they are)
+            if not stream:
+                return web.Response(body=_raw(behaviour.answer), content_type="application/json")
+            scripted = web.StreamResponse(headers={"content-type": "text/event-stream"})
+            await scripted.prepare(request)
+            for event in behaviour.events:
+                name = event.get("type", "message") if isinstance(event, dict) else "message"
+                await scripted.write(f"event: {name}\ndata: ".encode() + _raw(event) + b"\n\n")
+            await scripted.write_eof()
+            return scripted
+        if not stream:
+            return web.Response(body=orjson.dumps(responses_answer(model, behaviour, body, self.seal)),
+                                content_type="application/json")
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        delay = behaviour.delay if isinstance(behaviour, SlowStream) else 0.0
+        for i, event in enumerate(responses_events(model, behaviour, body, self.seal)):
+            if isinstance(behaviour, ResetMidStream) and i == behaviour.after_chunks:
+                assert request.transport is not None
+                request.transport.abort()
+                return response
+            await response.write(f"event: {event['type']}\ndata: ".encode() + orjson.dumps(event) + b"\n\n")
+            if delay:
+                await asyncio.sleep(delay)
         await response.write_eof()
         return response
 
