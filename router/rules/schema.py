@@ -44,7 +44,8 @@ class MatchSpec(Strict):
                                   "x-claude-code-* and anthropic-* headers by their full names.")
     metadata: dict[str, Patterns] | None = Field(default=None, description="The OpenAI 'metadata' field's values.")
     user: Patterns | None = None
-    api: Patterns | None = Field(default=None, description="The caller's wire format: chat or messages.")
+    api: Patterns | None = Field(default=None, description="The caller's wire format: chat, messages, responses or "
+                                                       "embeddings.")
     tools: bool | None = Field(default=None, description="true: the request offers tools (or functions).")
     stream: bool | None = None
     prompt_tokens: TokenRange | None = None
