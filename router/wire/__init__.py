@@ -13,8 +13,9 @@ if TYPE_CHECKING:
 
 CHAT = "chat"
 MESSAGES = "messages"
-WIRES = (CHAT, MESSAGES)
-"""Formats the router serves; ``responses`` joins them next."""
+RESPONSES = "responses"
+WIRES = (CHAT, MESSAGES, RESPONSES)
+"""Formats the router serves."""
 
 _CODECS: dict[str, Codec] = {}
 
