@@ -286,8 +286,9 @@ def _responses_tool(tool: dict[str, Any], where: str) -> dict[str, Any]:
         raise RequestNotForwardable(f"the chat tool type {tool.get('type')!r} has no Responses equivalent")
     function = _dict(tool.get("function"), f"{where}.function")
     out: dict[str, Any] = {"type": "function", "name": _text(function.get("name"), f"{where}.function.name")}
-    for key in ("description", "parameters", "strict"):
-        if function.get(key) is not None:
-            out[key] = function[key]
-    out.setdefault("parameters", {"type": "object", "properties": {}})
+    if function.get("description") is not None:
+        out["description"] = function["description"]
+    parameters = function.get("parameters")
+    out["parameters"] = parameters if parameters is not None else {"type": "object", "properties": {}}
+    out["strict"] = function.get("strict") is True  # chat's default; the Responses API's would be strict
     return out

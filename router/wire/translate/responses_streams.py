@@ -211,11 +211,13 @@ class ChatToResponses:
         return out
 
     def _fail(self, error: dict[str, Any]) -> list[bytes]:
-        """An upstream error mid-stream: an ``error`` event, then ``response.failed`` as the one terminal event."""
+        """An upstream error mid-stream: the open item closed as incomplete, an ``error`` event, then
+        ``response.failed`` as the one terminal event."""
         message = error.get("message") if isinstance(error.get("message"), str) else "upstream error"
         code = error.get("code") if isinstance(error.get("code"), str) else "upstream_error"
-        out = [self._event("error", code=code, message=message, param=None)]
+        out: list[bytes] = []
         self._close(out, "incomplete")
+        out.append(self._event("error", code=code, message=message, param=None))
         self._ended = True
         response = self._response("failed")
         response["error"] = {"code": "server_error", "message": message}

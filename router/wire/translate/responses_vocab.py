@@ -12,9 +12,10 @@ from router.context import RequestContext
 _ECHOED_DEFAULTS: dict[str, Any] = {
     "instructions": None, "max_output_tokens": None, "parallel_tool_calls": True, "previous_response_id": None,
     "reasoning": None, "store": True, "temperature": None, "text": {"format": {"type": "text"}},
-    "tool_choice": "auto", "tools": [], "top_p": None, "truncation": "disabled", "user": None,
+    "tool_choice": "auto", "tools": [], "top_p": None, "truncation": "disabled",
 }
 """Request parameters a ``Response`` echoes, with what an omitted one means."""
+_ECHOED_IF_GIVEN = ("user", "prompt_cache_key", "safety_identifier")
 
 
 def new_id(prefix: str) -> str:
@@ -79,7 +80,11 @@ def response_object(ctx: RequestContext, response_id: str, created_at: int, stat
     for key, default in _ECHOED_DEFAULTS.items():
         value = payload.get(key)
         out[key] = default if value is None else value
+    for key in _ECHOED_IF_GIVEN:
+        if isinstance(payload.get(key), str):
+            out[key] = payload[key]
     metadata = payload.get("metadata")
     out["metadata"] = metadata if isinstance(metadata, dict) else {}
-    out["usage"] = usage
+    if usage is not None:
+        out["usage"] = usage
     return out
