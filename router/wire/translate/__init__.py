@@ -2,7 +2,9 @@
 (whole or streamed, event by event) back. The executor calls this only when the two formats differ.
 
 The translators are our own, small and pure (see :mod:`router.wire.translate.requests`, ``answers`` and
-``streams``): litellm's Anthropic adapters drop ``cache_control`` and break thinking signatures.
+``streams`` for chat <-> Messages, ``responses_requests``, ``responses_answers`` and ``responses_streams`` for
+chat <-> Responses): litellm's Anthropic adapters drop ``cache_control`` and break thinking signatures. Chat is
+the hub: Messages <-> Responses is the two translations composed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 from providers.base import LastBatch
 from router.config.schema import DeploymentSpec
 from router.context import RequestContext
-from router.wire import CHAT, MESSAGES
+from router.wire import CHAT, MESSAGES, RESPONSES
 from router.wire.codec import EventFilter
 
 FORWARDED_PREFIX = "anthropic-"
@@ -21,18 +23,28 @@ FORWARDED_PREFIX = "anthropic-"
 
 
 def upstream_request(ctx: RequestContext, wire: str, deployment: DeploymentSpec) -> dict[str, Any]:
-    """``ctx.payload`` in format ``wire``, translated once per format (a fallback chain may try several)."""
+    """``ctx.payload`` in format ``wire``, translated once per format (a fallback chain may try several).
+    Chat is the hub: Messages <-> Responses goes through it (and reuses a chat translation already made)."""
     cached = ctx.translated.get(wire)
     if cached is not None:
         return cached
-    from router.wire.translate import requests
+    from router.wire.translate import requests, responses_requests
 
-    if ctx.wire == MESSAGES and wire == CHAT:
+    source = ctx.wire
+    if source == MESSAGES and wire == CHAT:
         body = requests.messages_to_chat(ctx.payload, deployment)
-    elif ctx.wire == CHAT and wire == MESSAGES:
+    elif source == CHAT and wire == MESSAGES:
         body = requests.chat_to_messages(ctx.payload, deployment)
+    elif source == RESPONSES and wire == CHAT:
+        body = responses_requests.responses_to_chat(ctx.payload, deployment)
+    elif source == CHAT and wire == RESPONSES:
+        body = responses_requests.chat_to_responses(ctx.payload, deployment)
+    elif source == RESPONSES and wire == MESSAGES:
+        body = requests.chat_to_messages(upstream_request(ctx, CHAT, deployment), deployment)
+    elif source == MESSAGES and wire == RESPONSES:
+        body = responses_requests.chat_to_responses(upstream_request(ctx, CHAT, deployment), deployment)
     else:
-        raise _untranslatable(ctx.wire, wire)
+        raise _untranslatable(source, wire)
     ctx.translated[wire] = body
     return body
 
@@ -47,22 +59,41 @@ def upstream_headers(ctx: RequestContext, wire: str) -> dict[str, str] | None:
 
 def translate_answer(source: str, target: str, data: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
     """A whole answer from a ``source``-format upstream, as the ``target``-format caller expects it."""
-    from router.wire.translate import answers
+    from router.wire.translate import answers, responses_answers
 
+    model = ctx.requested_model
     if source == CHAT and target == MESSAGES:
-        return answers.chat_to_messages(data, ctx.requested_model)
+        return answers.chat_to_messages(data, model)
     if source == MESSAGES and target == CHAT:
-        return answers.messages_to_chat(data, ctx.requested_model)
+        return answers.messages_to_chat(data, model)
+    if source == CHAT and target == RESPONSES:
+        return responses_answers.chat_to_response(data, ctx)
+    if source == RESPONSES and target == CHAT:
+        return responses_answers.response_to_chat(data, model)
+    if source == MESSAGES and target == RESPONSES:
+        return responses_answers.chat_to_response(answers.messages_to_chat(data, model), ctx)
+    if source == RESPONSES and target == MESSAGES:
+        return answers.chat_to_messages(responses_answers.response_to_chat(data, model), model)
     raise _untranslatable(target, source)
 
 
 def stream_translator(source: str, target: str, ctx: RequestContext) -> EventFilter:
-    from router.wire.translate import streams
+    """The event filter that turns a ``source``-format stream into the ``target`` caller's events."""
+    from router.wire.translate import responses_streams, streams
 
+    model = ctx.requested_model
     if source == CHAT and target == MESSAGES:
-        return streams.ChatToMessages(ctx.requested_model)
+        return streams.ChatToMessages(model)
     if source == MESSAGES and target == CHAT:
-        return streams.MessagesToChat(ctx.requested_model)
+        return streams.MessagesToChat(model)
+    if source == CHAT and target == RESPONSES:
+        return responses_streams.ChatToResponses(ctx)
+    if source == RESPONSES and target == CHAT:
+        return responses_streams.ResponsesToChat(model)
+    if source == MESSAGES and target == RESPONSES:
+        return responses_streams.Chained(streams.MessagesToChat(model), responses_streams.ChatToResponses(ctx))
+    if source == RESPONSES and target == MESSAGES:
+        return responses_streams.Chained(responses_streams.ResponsesToChat(model), streams.ChatToMessages(model))
     raise _untranslatable(target, source)
 
 
