@@ -31,7 +31,7 @@ def may_carry_call(raw: bytes) -> bool:
 def notice_item(text: str) -> dict[str, Any]:
     """The assistant message that tells the client which calls were removed."""
     return {"type": "message", "id": f"msg_{uuid.uuid4().hex}", "status": "completed", "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
 
 
 def filter_response(ctx: RequestContext, data: dict[str, Any]) -> bool:
