@@ -118,7 +118,7 @@ def test_each_hosted_tool_is_decided_as_its_family(kind: str, family: str) -> No
                                               tool_choice={"type": kind}))
     assert payload["tools"] == [fn("search")]
     assert payload["tool_choice"] == "auto"
-    assert [(e["tool"], e["action"]) for e in ctx.audit_events][0] == (family, "stripped")
+    assert (ctx.audit_events[0]["tool"], ctx.audit_events[0]["action"]) == (family, "stripped")
 
 
 def test_unknown_tool_types_are_denied_by_default_on_their_type() -> None:
@@ -256,8 +256,8 @@ def response(output: list[Any], status: str = "completed") -> dict[str, Any]:
     return {"id": "resp_1", "object": "response", "created_at": 1, "status": status, "model": "up-primary",
             "output": output, "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "error": None,
             "incomplete_details": None, "instructions": None, "metadata": {}, "temperature": 1.0, "top_p": 1.0,
-            "usage": {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}, "output_tokens": 3,
-                      "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 8}}
+            "usage": {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+                      "output_tokens": 3, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 8}}
 
 
 ALL_OFFERED = (fn("search"), fn("deploy"), fn("bash"), {"type": "local_shell"}, mcp("docs",
@@ -285,10 +285,9 @@ def test_answer_strips_denied_and_unoffered_calls_and_appends_one_notice() -> No
 
 def test_answer_client_calls_of_every_kind_are_decided_and_upstream_runs_pass() -> None:
     ctx = offered("coder", *ALL_OFFERED)
-    shell = {"type": "local_shell_call", "id": "lsh_1", "call_id": "call_s", "status": "completed",
+    shell: dict[str, Any] = {"type": "local_shell_call", "id": "lsh_1", "call_id": "call_s", "status": "completed",
              "action": {"type": "exec", "command": ["rm", "-rf", "/"], "env": {}}}
-    safe_shell = copy.deepcopy(shell) | {"id": "lsh_2", "call_id": "call_t"}
-    safe_shell["action"]["command"] = ["ls"]
+    safe_shell = {**shell, "id": "lsh_2", "call_id": "call_t", "action": {**shell["action"], "command": ["ls"]}}
     upstream_run = [{"type": "mcp_call", "id": "mcp_1", "server_label": "docs", "name": "lookup",
                      "arguments": "{}", "output": "page"},
                     {"type": "reasoning", "id": "rs_1", "summary": []}]
@@ -459,7 +458,7 @@ def test_argument_conditions_are_decided_on_the_whole_fragmented_arguments() -> 
                 .call("deploy", '{"environment": "production"}', fragment=1).completed())
     events = checked(run(ctx, payloads))
     calls = [e["item"] for e in events if e["type"] == "response.output_item.done"]
-    assert [c.get("arguments") for c in calls][0] == '{"environment": "staging"}'
+    assert calls[0].get("arguments") == '{"environment": "staging"}'
     assert len(calls) == 2 and calls[1]["type"] == "message"
     deltas = "".join(e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta")
     assert deltas == '{"environment": "staging"}'
