@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from router import __version__
-from router.api import chat, health, messages, models, responses, route_explain
+from router.api import chat, health, messages, models, responses, responses_store_api, route_explain
 from router.api.admin_modules import admin_modules
 from router.api.error_handlers import install_error_handlers
 from router.api.openapi_errors import install_error_docs
@@ -97,7 +97,7 @@ def create_app(settings: Settings | None = None, snapshot: Snapshot | None = Non
                     redirect_slashes=False)
     install_error_handlers(app)
     install_error_docs(app)
-    for module in (chat, messages, responses, models, health, route_explain, *admin_modules()):
+    for module in (chat, messages, responses, responses_store_api, models, health, route_explain, *admin_modules()):
         app.include_router(module.api)
     app.add_middleware(RequestIdMiddleware)
     return app

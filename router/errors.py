@@ -2,6 +2,7 @@
 
     RouterError                      500 api_error
     ├── InvalidRequest               400 invalid_request_error
+    │   └── PreviousResponseNotFound 400 param=previous_response_id, code=previous_response_not_found
     ├── AuthenticationFailed         401 authentication_error
     ├── PermissionDenied             403 permission_error
     │   └── PolicyViolation          403 permission_error, code=tool_not_allowed
@@ -13,6 +14,7 @@
     ├── NoDeploymentAvailable        503 service_unavailable
     ├── LimitsUnavailable            503 service_unavailable (+ retry-after; limits fail closed)
     ├── IdentityUnavailable          503 service_unavailable (revocation check impossible: fail closed)
+    ├── ResponseStoreUnavailable     503 service_unavailable (stored responses cannot be read now)
     └── ProviderError                502 upstream_error      (raised by providers/)
         ├── UpstreamTimeout          504
         ├── UpstreamConnectionError  502 (nothing was sent: connect refused, TLS, DNS)
@@ -57,6 +59,16 @@ class RouterError(Exception):
 class InvalidRequest(RouterError):
     status = 400
     type = "invalid_request_error"
+
+
+class PreviousResponseNotFound(InvalidRequest):
+    """``previous_response_id`` names no response this agent may read (unknown, expired, deleted or another
+    agent's): OpenAI's exact body, because Codex recovers on this code by resending the whole history."""
+
+    code = "previous_response_not_found"
+
+    def __init__(self, response_id: str) -> None:
+        super().__init__(f"Previous response with id '{response_id}' not found.", param="previous_response_id")
 
 
 class AuthenticationFailed(RouterError):
@@ -138,6 +150,14 @@ class IdentityUnavailable(RouterError):
     status = 503
     type = "service_unavailable"
     code = "identity_unavailable"
+
+
+class ResponseStoreUnavailable(RouterError):
+    """The records database holding stored responses does not answer: a lookup cannot say found or not."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "response_store_unavailable"
 
 
 class ProviderError(RouterError):

@@ -96,6 +96,17 @@ class Settings(BaseSettings):
                                           "database did not take within the drain timeout (JSON lines, "
                                           "fsynced), replayed at the next start. Unset: agent-router-spill.jsonl "
                                           "next to the SQLite file, or in the working directory for PostgreSQL.")
+    responses_store: bool = Field(default=True, description="Keep the Responses API answers the router served "
+                                  "(records database) for previous_response_id, GET and DELETE /v1/responses/{id}; "
+                                  "false: nothing is kept and every previous_response_id is unknown.")
+    responses_retention_hours: float = Field(default=720.0, gt=0, description="Hours a stored response stays "
+                                             "retrievable; older ones are never returned and are purged.")
+    responses_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="A response whose JSON (with "
+                                     "the input it answered) is larger is not stored (logged, counted).")
+    responses_memory_items: int = Field(default=2000, ge=0, description="Most recent stored responses also kept "
+                                        "in memory, so a follow-up finds one before its write lands.")
+    responses_memory_bytes: int = Field(default=64 * 1024 * 1024, ge=0, description="Bytes of JSON those "
+                                        "in-memory responses may take together.")
     audit_key: SecretStr | None = Field(default=None, description="Secret that makes the audit chain an HMAC "
                                         "chain: rewriting it then needs this key, not just database access. "
                                         "Only a short hash of it (the key id) is stored.")

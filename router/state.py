@@ -22,6 +22,7 @@ from router.ledger.audit_trail import AuditTrail
 from router.limits import Limits
 from router.provider_pool import ProviderPool
 from router.redact import protect_logs, router_redactor
+from router.response_store import ResponseStore
 from router.session_affinity import SessionAffinity
 from router.settings import Settings
 from router.store.counters import Counters, CountersUnavailable, build_counters
@@ -63,6 +64,7 @@ class RouterState:
 
         self.audit = AuditTrail(self.database, self.counters, settings)
         self.ledger = Ledger(self.database, settings, self.audit.appender)
+        self.responses = ResponseStore(self.database, settings)
         self.probe = StoreProbe(self.database, self.counters, self._database_pinged, self._redis_pinged)
         self.reloads = 0
         self.last_reload_error: str | None = None
@@ -75,6 +77,7 @@ class RouterState:
         await warm_up(self.snapshot)
         await self.database.run(self.database.connect)
         await self.ledger.start()
+        await self.responses.start()
         await self.audit.start()
         await self.identity.start()
         await self.limits.start()
@@ -140,7 +143,7 @@ class RouterState:
 
     def health(self) -> dict[str, str]:
         return {**self._reload_health(), **self.ledger.health(), **self.audit.health(), **self.limits.health(),
-                **self.identity.health()}
+                **self.identity.health(), **self.responses.health()}
 
     async def close(self) -> None:
         """Graceful shutdown: stop taking work, drain records, then close connections."""
@@ -150,6 +153,7 @@ class RouterState:
             await self.identity.close()
         finally:
             await self.ledger.close()
+            await self.responses.close()
             try:
                 async with asyncio.timeout(CLOSE_STEP_TIMEOUT):
                     await self.audit.close()
