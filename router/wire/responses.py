@@ -110,7 +110,7 @@ class ResponsesCodec:
         history, and every upstream is called statelessly); encrypted reasoning pins the deployment that made it
         (it is valid nowhere else)."""
         previous = await expand_previous(state.responses, ctx)
-        origin = state.reasoning_origins.origin_of(input_items(ctx.payload))
+        origin = state.responses.origins.origin_of(input_items(ctx.payload))
         ctx.pinned_deployment = origin or previous if has_sealed_state(ctx.payload) else None
 
     def review_request(self, ctx: RequestContext) -> None:
@@ -178,7 +178,7 @@ class ResponsesCodec:
             return
         output = data.get("output")
         if isinstance(output, list):
-            state.reasoning_origins.remember(output, served.deployment)
+            state.responses.origins.remember(output, served.deployment)
         if ctx.payload.get("store") is not False:
             state.responses.keep(ctx.agent, data, input_items(ctx.payload), served.deployment, served.provider)
 
