@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from router import __version__
-from router.api import chat, health, messages, models, route_explain
+from router.api import chat, embeddings, health, messages, models, route_explain
 from router.api.admin_modules import admin_modules
 from router.api.error_handlers import install_error_handlers
 from router.api.openapi_errors import install_error_docs
@@ -25,13 +25,14 @@ if TYPE_CHECKING:
 
 CHAT_PATH = "/v1/chat/completions"
 MESSAGES_PATH = "/v1/messages"
+EMBEDDINGS_PATH = "/v1/embeddings"
 
 
 class RouterApp(FastAPI):
-    """FastAPI for everything but the hot paths: ``POST /v1/chat/completions`` and ``POST /v1/messages`` go straight
-    to the plain-ASGI
-    handler, skipping Starlette's middleware stack, routing and Request/Response objects (about 15% of a
-    request's CPU under load). Every other path and method keeps FastAPI's handling (404/405, admin, docs)."""
+    """FastAPI for everything but the hot paths: ``POST /v1/chat/completions``, ``POST /v1/messages`` and
+    ``POST /v1/embeddings`` go straight to the plain-ASGI handler, skipping Starlette's middleware stack, routing
+    and Request/Response objects (about 15% of a request's CPU under load). Every other path and method keeps
+    FastAPI's handling (404/405, admin, docs)."""
 
     router_state: RouterState | None = None
 
@@ -44,6 +45,9 @@ class RouterApp(FastAPI):
                 return
             if path == MESSAGES_PATH:
                 await messages.serve_messages(state, scope, receive, send)
+                return
+            if path == EMBEDDINGS_PATH:
+                await embeddings.serve_embeddings(state, scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 
@@ -84,7 +88,7 @@ def create_app(settings: Settings | None = None, snapshot: Snapshot | None = Non
                     redirect_slashes=False)
     install_error_handlers(app)
     install_error_docs(app)
-    for module in (chat, messages, models, health, route_explain, *admin_modules()):
+    for module in (chat, messages, embeddings, models, health, route_explain, *admin_modules()):
         app.include_router(module.api)
     app.add_middleware(RequestIdMiddleware)
     return app
