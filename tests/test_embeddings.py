@@ -247,3 +247,32 @@ def test_the_built_in_mock_embeds_with_no_config(tmp_path: Path) -> None:
             [("embeddings", 3, 0, 0), ("embeddings", 2, 0, 0), ("embeddings", 2, 0, 0)]
     finally:
         router.stop()
+
+
+def test_a_litellm_deployment_embeds_offline_through_aembedding(upstream: FakeUpstream, start_router: Any) -> None:
+    """litellm (``openai/`` prefix, ``api_base`` at the fake) answers in OpenAI's shape; the caller's base64 is
+    packed by the router from litellm's floats. (litellm drops ``dimensions`` for a model it does not know to
+    take it, so the model here is one it knows.)"""
+    lite_model = "text-embedding-3-small"
+    router: RouterServer = start_router(f"""
+providers:
+  lite: {{type: litellm, base_url: "{upstream.openai_base_url}", api_key: sk-lite, timeout: 10}}
+deployments:
+  lite: {{provider: lite, model: openai/text-embedding-3-small, prices: {{input_per_million: {EMBED_PRICE}, output_per_million: 0}}}}
+models:
+  lite: [lite]
+{with_test_identity("")}
+""")
+    upstream.always(lite_model, Text(usage=(9, 0)))
+    client = router.client()
+    floats = client.embeddings.create(model="lite", input=["one", "two"], encoding_format="float", dimensions=8)
+    assert_matches("CreateEmbeddingResponse", floats.model_dump())
+    assert [item.embedding for item in floats.data] == [fake_vector(lite_model, "one"), fake_vector(lite_model, "two")]
+    decoded = client.embeddings.create(model="lite", input="three")  # the SDK's default: base64
+    assert decoded.data[0].embedding == fake_vector(lite_model, "three")
+    sent = upstream.served(lite_model)[0]
+    assert sent.path == "/v1/embeddings" and sent.body["input"] == ["one", "two"] and sent.body["dimensions"] == 8
+    rows = request_rows(router, 2)
+    assert [(r["api"], r["deployment"], r["prompt_tokens"], r["completion_tokens"]) for r in rows] == \
+        [("embeddings", "lite", 9, 0)] * 2
+    assert rows[0]["cost_nano"] == round(9 * EMBED_PRICE / 1e6 * 1e9)
