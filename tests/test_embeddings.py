@@ -62,7 +62,7 @@ models:
   routed: [catalog]
 {with_test_identity(f'''
 roles:
-  narrow: {{models: [paid], tools: {{allow: []}}}}
+  narrow: {{models: [paid], tools: {{allow: []}}, limits: {{requests_per_minute: 2}}}}
 agents:
   narrow-agent: {{role: narrow, keys: [{{hash: "{NARROW_HASH}"}}]}}
 ''')}
@@ -156,12 +156,15 @@ def test_a_deployment_that_cannot_embed_is_skipped_with_a_clear_reason(router: R
     assert upstream.served("up-claude") == []
 
 
-def test_model_access_stream_and_malformed_bodies_are_refused_in_openais_shape(router: RouterServer,
+def test_model_access_limits_stream_and_malformed_bodies_are_refused_in_openais_shape(router: RouterServer,
                                                                                 upstream: FakeUpstream) -> None:
     narrow = router.client(api_key=NARROW_KEY)
     assert narrow.embeddings.create(model="paid", input="ok").data
     with pytest.raises(openai.PermissionDeniedError):
         narrow.embeddings.create(model="small", input="not for this role")
+    assert narrow.embeddings.create(model="paid", input="ok").data  # the role's second request this minute
+    with pytest.raises(openai.RateLimitError):
+        narrow.embeddings.create(model="paid", input="one too many")
     with pytest.raises(openai.AuthenticationError):
         router.client(api_key="ar-unknown").embeddings.create(model="paid", input="x")
     bad: list[tuple[dict[str, Any], str]] = [
@@ -185,7 +188,7 @@ def test_model_access_stream_and_malformed_bodies_are_refused_in_openais_shape(r
         unknown = http.post("/v1/embeddings", headers={"authorization": "Bearer test-key"},
                             json={"model": "nope", "input": "x"})
         assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
-    assert [r.body["input"] for r in upstream.served()] == ["ok"]  # nothing refused reached the upstream
+    assert [r.body["input"] for r in upstream.served()] == ["ok", "ok"]  # nothing refused reached the upstream
 
 
 def test_rules_match_api_embeddings(router: RouterServer, upstream: FakeUpstream) -> None:
@@ -258,7 +261,10 @@ def test_a_litellm_deployment_embeds_offline_through_aembedding(upstream: FakeUp
 providers:
   lite: {{type: litellm, base_url: "{upstream.openai_base_url}", api_key: sk-lite, timeout: 10}}
 deployments:
-  lite: {{provider: lite, model: openai/text-embedding-3-small, prices: {{input_per_million: {EMBED_PRICE}, output_per_million: 0}}}}
+  lite:
+    provider: lite
+    model: openai/text-embedding-3-small
+    prices: {{input_per_million: {EMBED_PRICE}, output_per_million: 0}}
 models:
   lite: [lite]
 {with_test_identity("")}
