@@ -14,6 +14,9 @@ from typing import Any
 import openai
 import pytest
 
+from providers.litellm_embeddings import openai_embeddings
+from providers.mock_embeddings import mock_embeddings
+from router.errors import UpstreamBadRequest, UpstreamServerError
 from tests.configs import with_test_identity
 from tests.fakes.behaviours import Error, Scripted, Text
 from tests.fakes.embeddings import fake_vector
@@ -282,3 +285,40 @@ models:
     assert [(r["api"], r["deployment"], r["prompt_tokens"], r["completion_tokens"]) for r in rows] == \
         [("embeddings", "lite", 9, 0)] * 2
     assert rows[0]["cost_nano"] == round(9 * EMBED_PRICE / 1e6 * 1e9)
+
+
+def test_an_answer_without_vectors_is_the_upstreams_fault_and_falls_back(router: RouterServer,
+                                                                         upstream: FakeUpstream) -> None:
+    upstream.queue("up-broken", Scripted(answer={"object": "list", "model": "up-broken"}),
+                   Scripted(answer=b"[1, 2, 3]"))
+    result = router.client().embeddings.with_raw_response.create(model="fallback", input="hello")
+    assert result.headers["x-agent-router-deployment"] == "priced"
+    assert result.parse().data[0].embedding == fake_vector("up-embed", "hello")
+
+
+def test_litellm_answers_are_reshaped_to_openais_and_packed_as_base64() -> None:
+    """Pure: litellm's ``model_dump()`` (its own padding fields included) in OpenAI's exact shape."""
+    dumped = {"object": "list", "model": "text-embedding-3-small", "_hidden_params": {"x": 1},
+              "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.25]}],
+              "usage": {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3, "prompt_tokens_details": None}}
+    floats = openai_embeddings(dumped, "m", as_base64=False, where="lite")
+    assert floats == {"object": "list", "model": "text-embedding-3-small",
+                      "data": [{"object": "embedding", "index": 0, "embedding": [0.5, -0.25]}],
+                      "usage": {"prompt_tokens": 3, "total_tokens": 3}}
+    assert_matches("CreateEmbeddingResponse", floats)
+    packed = openai_embeddings(dumped, "m", as_base64=True, where="lite")["data"][0]["embedding"]
+    assert struct.unpack("<2f", base64.b64decode(packed)) == (0.5, -0.25)
+    for broken in ({"object": "list"}, {"data": [{"index": 0}]}):
+        with pytest.raises(UpstreamServerError):
+            openai_embeddings(broken, "m", as_base64=False, where="lite")
+
+
+def test_the_mock_vectors_are_deterministic_unit_vectors_of_the_size_asked() -> None:
+    one = mock_embeddings({"model": "mock", "input": ["a b c", [1, 2]], "dimensions": 40})
+    assert_matches("CreateEmbeddingResponse", one)
+    assert [len(item["embedding"]) for item in one["data"]] == [40, 40]
+    assert one["usage"] == {"prompt_tokens": 5, "total_tokens": 5}
+    assert mock_embeddings({"model": "mock", "input": "a b c", "dimensions": 40})["data"][0] == one["data"][0]
+    assert mock_embeddings({"model": "other", "input": "a b c"})["data"][0]["embedding"] != one["data"][0]["embedding"]
+    with pytest.raises(UpstreamBadRequest):
+        mock_embeddings({"model": "mock", "input": "x", "dimensions": 100_000})
