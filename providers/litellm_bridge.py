@@ -1,5 +1,5 @@
 """Every provider that does not speak OpenAI's wire format (Anthropic, Gemini/Vertex, Bedrock, Mistral,
-Cohere...), through ``litellm.acompletion``.
+Cohere...), through ``litellm.acompletion`` (and ``litellm.aembedding`` for embeddings).
 
 litellm is heavy (seconds and a couple of hundred MB to import), so it is imported only here, only once a
 provider of this type is built, and in a background thread so neither startup nor a config reload blocks
@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from providers.base import ChatCall, Completion
+from providers.litellm_embeddings import HELD_BACK, openai_embeddings
 from providers.litellm_errors import describe, to_provider_error
 from providers.litellm_shapes import ChunkShaper, openai_completion
 from router.config.schema import ProviderSpec
@@ -113,6 +114,8 @@ async def loaded_litellm() -> ModuleType:
 
 
 class LiteLLMProvider:
+    wires = ("chat", "embeddings")
+
     def __init__(self, name: str, spec: ProviderSpec) -> None:
         if importlib.util.find_spec("litellm") is None:
             raise ValueError(f"provider {name!r} has type litellm, but the litellm package is not installed")
@@ -162,6 +165,8 @@ class LiteLLMProvider:
 
     async def complete(self, call: ChatCall) -> Completion:
         litellm = await self._litellm()
+        if call.wire == "embeddings":
+            return await self._embed(litellm, call)
         try:
             async with asyncio.timeout(call.timeout + _TIMEOUT_GRACE):
                 response = await litellm.acompletion(**self._kwargs(call, stream=False))
@@ -169,6 +174,19 @@ class LiteLLMProvider:
         except Exception as exc:
             raise self._error(exc) from None
         return Completion(data=data)
+
+    async def _embed(self, litellm: ModuleType, call: ChatCall) -> Completion:
+        kwargs = self._kwargs(call, stream=False)
+        for name in HELD_BACK:
+            kwargs.pop(name, None)
+        try:
+            async with asyncio.timeout(call.timeout + _TIMEOUT_GRACE):
+                response = await litellm.aembedding(**kwargs)
+            data = response.model_dump(warnings=False)
+        except Exception as exc:
+            raise self._error(exc) from None
+        as_base64 = call.body.get("encoding_format") == "base64"
+        return Completion(data=openai_embeddings(data, str(call.body.get("model")), as_base64, self.name))
 
     async def stream(self, call: ChatCall) -> AsyncIterator[bytes]:
         litellm = await self._litellm()

@@ -1,8 +1,8 @@
 """A built-in deterministic model, so the router answers with no keys and no network at all.
 
-It echoes the last user message. When tools are offered and the message names one of them, it calls
-that tool (arguments ``{}``, or the JSON object that follows the name), which makes tool governance
-easy to see in a demo. Same input, same output: tests and demos can rely on it.
+It echoes the last user message (and answers embeddings: :mod:`providers.mock_embeddings`). When tools are
+offered and the message names one of them, it calls that tool (arguments ``{}``, or the JSON object that follows
+the name), which makes tool governance easy to see in a demo. Same input, same output: tests and demos can rely on it.
 """
 
 from __future__ import annotations
@@ -15,17 +15,22 @@ from typing import Any
 import orjson
 
 from providers.base import ChatCall, Completion
+from providers.mock_embeddings import mock_embeddings
 from router.config.schema import ProviderSpec
 from router.errors import UpstreamBadRequest
 
 
 class MockProvider:
+    wires = ("chat", "embeddings")
+
     def __init__(self, name: str, spec: ProviderSpec) -> None:
         self.name = name
         self.spec = spec
 
     async def complete(self, call: ChatCall) -> Completion:
         body = call.body
+        if call.wire == "embeddings":
+            return Completion(data=mock_embeddings(body))
         message, finish = _answer(body)
         prompt_tokens, completion_tokens = _usage(body, message)
         data = {

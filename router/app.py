@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 
 from router import __version__
-from router.api import chat, health, messages, models, responses, responses_store_api, route_explain
+from router.api import chat, embeddings, health, messages, models, responses, responses_store_api, route_explain
 from router.api.admin_modules import admin_modules
 from router.api.error_handlers import install_error_handlers
 from router.api.openapi_errors import install_error_docs
@@ -26,13 +26,14 @@ if TYPE_CHECKING:
 CHAT_PATH = "/v1/chat/completions"
 MESSAGES_PATH = "/v1/messages"
 RESPONSES_PATH = "/v1/responses"
+EMBEDDINGS_PATH = "/v1/embeddings"
 
 
 class RouterApp(FastAPI):
-    """FastAPI for everything but the hot paths: ``POST /v1/chat/completions``, ``/v1/messages`` and
-    ``/v1/responses`` go straight to the plain-ASGI handler, skipping Starlette's middleware stack, routing and
-    Request/Response objects (about 15% of a request's CPU under load), and a WebSocket upgrade on
-    ``/v1/responses`` is refused at once. Every other path and method keeps FastAPI's handling (404/405, admin,
+    """FastAPI for everything but the hot paths: ``POST /v1/chat/completions``, ``/v1/messages``,
+    ``/v1/responses`` and ``/v1/embeddings`` go straight to the plain-ASGI handler, skipping Starlette's middleware
+    stack, routing and Request/Response objects (about 15% of a request's CPU under load), and a WebSocket upgrade
+    on ``/v1/responses`` is refused at once. Every other path and method keeps FastAPI's handling (404/405, admin,
     docs)."""
 
     router_state: RouterState | None = None
@@ -50,6 +51,9 @@ class RouterApp(FastAPI):
                 return
             if path == RESPONSES_PATH:
                 await responses.serve_responses(state, scope, receive, send)
+                return
+            if path == EMBEDDINGS_PATH:
+                await embeddings.serve_embeddings(state, scope, receive, send)
                 return
         elif (kind == "websocket" or (kind == "http" and _is_upgrade(scope))) and route_path(scope) == RESPONSES_PATH:
             await responses.refuse_websocket(scope, receive, send)
@@ -97,7 +101,8 @@ def create_app(settings: Settings | None = None, snapshot: Snapshot | None = Non
                     redirect_slashes=False)
     install_error_handlers(app)
     install_error_docs(app)
-    for module in (chat, messages, responses, responses_store_api, models, health, route_explain, *admin_modules()):
+    for module in (chat, messages, responses, responses_store_api, embeddings, models, health, route_explain,
+                   *admin_modules()):
         app.include_router(module.api)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from providers.base import served_wire
 from router.config.schema import DeploymentSpec
 from router.context import RequestContext
 from router.model_catalog import ModelInfo, model_info
@@ -28,6 +29,8 @@ class Needs:
     json_schema: bool = False
     """``response_format`` json_schema (structured outputs)."""
     vision: bool = False
+    embeddings: bool = False
+    """An embeddings request: only an adapter serving the ``embeddings`` API natively can answer (no translation)."""
 
     @property
     def any(self) -> bool:
@@ -98,12 +101,15 @@ def screen(ctx: RequestContext, names: tuple[str, ...]) -> tuple[list[str], list
     needs = codec_for(ctx.wire).needs(ctx.payload)
     infos = {name: model_info(ctx.snapshot.deployments[name]) for name in names}
     windows = [info.context_window for info in infos.values() if info.context_window]
-    tokens = prompt_tokens(ctx, min(windows)) if windows else None
+    # An embedding model's window bounds each input, not a batch's sum: only the upstream can judge.
+    tokens = prompt_tokens(ctx, min(windows)) if windows and not needs.embeddings else None
     fit: list[str] = []
     unfit: list[Unfit] = []
     for name in names:
         info = infos[name]
         reason = missing_capability(info, needs, ctx.snapshot.deployments[name]) if needs.any else None
+        if needs.embeddings:
+            reason = _embeddings_unserved(ctx, name)
         if reason is not None:
             unfit.append(Unfit(name, reason, "capability"))
         elif tokens is not None and info.context_window and tokens > info.context_window:
@@ -112,6 +118,14 @@ def screen(ctx: RequestContext, names: tuple[str, ...]) -> tuple[list[str], list
         else:
             fit.append(name)
     return fit, unfit
+
+
+def _embeddings_unserved(ctx: RequestContext, name: str) -> str | None:
+    provider_name = ctx.snapshot.deployments[name].provider
+    if served_wire(ctx.snapshot.providers[provider_name], "embeddings") == "embeddings":
+        return None
+    kind = ctx.snapshot.provider_specs[provider_name].type
+    return f"its provider {provider_name} (type {kind}) cannot serve embeddings"
 
 
 def context_window(deployment: DeploymentSpec) -> int | None:

@@ -39,11 +39,11 @@ ERRORS_BY_PATH: dict[str, tuple[int, ...]] = {
     "/v1/models": (401, 503),
     "/v1/models/{model}": (401, 404, 503),
     "/v1/messages": (400, 401, 403, 404, 413, 429, 502, 503, 504, 529),
+    "/v1/embeddings": (400, 401, 403, 404, 413, 429, 502, 503, 504),
     "/v1/messages/count_tokens": (400, 401, 403, 404, 413, 502, 503, 504, 529),
     "/v1/responses": (400, 401, 403, 404, 413, 429, 502, 503, 504),
     "/v1/responses/{response_id}": (400, 401, 404, 503),
     "/v1/responses/{response_id}/input_items": (400, 401, 404, 503),
-    "/v1/embeddings": (400, 401, 403, 404, 413, 429, 502, 503, 504),
 }
 """Paths of the model plane and the statuses they answer besides success; ``/admin/*`` answers ``_ADMIN``."""
 

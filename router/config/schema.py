@@ -12,6 +12,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ApiName = Literal["chat", "responses"]
+
+
 class ProviderSpec(Strict):
     """Where and how to reach one upstream. ``api_key`` should be an ``${ENV_VAR}`` reference."""
 
@@ -33,8 +36,8 @@ class ProviderSpec(Strict):
                                     description="Largest whole answer (after decoding); larger is a 502.")
     max_event_bytes: int = Field(default=4 * 1024 * 1024, ge=1024,
                                  description="Largest single stream event; larger ends the stream with a 502.")
-    apis: list[Literal["chat", "responses"]] = Field(
-        default_factory=lambda: ["chat"], min_length=1,
+    apis: list[ApiName] = Field(
+        default_factory=lambda: list[ApiName](["chat"]), min_length=1,
         description="openai providers: the APIs the upstream serves natively, the first being the one other formats "
                     "are translated to (chat: /chat/completions; responses: /responses). [responses] is a "
                     "Responses-only upstream; [chat, responses] passes Responses requests through as they are.")

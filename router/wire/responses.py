@@ -48,7 +48,7 @@ def normalised_usage(usage: Any) -> dict[str, Any] | None:
     prompt, completion = usage.get("input_tokens"), usage.get("output_tokens")
     if not (valid_count(prompt) and valid_count(completion)):
         return None
-    normalised: dict[str, Any] = {"prompt_tokens": int(prompt), "completion_tokens": int(completion)}
+    normalised: dict[str, Any] = {"prompt_tokens": int(prompt or 0), "completion_tokens": int(completion or 0)}
     details = usage.get("input_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     if cached is not None:

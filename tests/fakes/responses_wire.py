@@ -31,7 +31,8 @@ def _usage(behaviour: Behaviour) -> dict[str, Any] | None:
     if pair is None:
         return None
     return {"input_tokens": pair[0], "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-            "output_tokens": pair[1], "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": pair[0] + pair[1]}
+            "output_tokens": pair[1], "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": pair[0] + pair[1]}
 
 
 def _skeleton(model: str, request: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from tests.fakes.behaviours import (
     Text,
     ToolCalls,
 )
+from tests.fakes.embeddings import embeddings_handler
 from tests.fakes.responses_wire import responses_answer, responses_events
 
 
@@ -110,6 +111,7 @@ class FakeUpstream:
             app.router.add_post("/v1/messages", self._anthropic)
             app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
             app.router.add_post("/v1/responses", self._responses)
+            app.router.add_post("/v1/embeddings", embeddings_handler(self))
             self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
             loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
