@@ -437,3 +437,17 @@ def test_an_unreachable_database_keeps_rows_queued_and_says_so() -> None:
             await asyncio.to_thread(database.close)
 
     run(scenario)
+
+
+def test_a_fleet_replica_finds_a_response_another_one_served_a_moment_ago() -> None:
+    with fresh_database("ar_responses") as url:
+        async def scenario() -> None:
+            async with started_store(url, ledger_flush_interval=0.2) as served, \
+                    started_store(url, ledger_flush_interval=0.2) as follows:
+                served.keep("alice", response_object("resp_fleet"), INPUT, "primary", "fake")
+                ctx = responses_ctx({"model": "fast", "previous_response_id": "resp_fleet", "input": "go on"},
+                                    "alice")
+                assert await expand_previous(follows, ctx) == "primary"
+                assert ctx.payload["input"][:len(INPUT)] == INPUT
+
+        run(scenario)
