@@ -102,7 +102,8 @@ class Settings(BaseSettings):
     responses_retention_hours: float = Field(default=720.0, gt=0, description="Hours a stored response stays "
                                              "retrievable; older ones are never returned and are purged.")
     responses_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="A response whose JSON (with "
-                                     "the input it answered) is larger is not stored (logged, counted).")
+                                     "the input it answered; in characters, bytes for ASCII) is larger is not "
+                                     "stored (logged, counted).")
     responses_memory_items: int = Field(default=2000, ge=0, description="Most recent stored responses also kept "
                                         "in memory, so a follow-up finds one before its write lands.")
     responses_memory_bytes: int = Field(default=64 * 1024 * 1024, ge=0, description="Bytes of JSON those "

@@ -437,3 +437,39 @@ def test_an_unreachable_database_keeps_rows_queued_and_says_so() -> None:
             await asyncio.to_thread(database.close)
 
     run(scenario)
+
+
+def test_a_fleet_replica_finds_a_response_another_one_served_a_moment_ago() -> None:
+    with fresh_database("ar_responses") as url:
+        async def scenario() -> None:
+            async with started_store(url, ledger_flush_interval=0.2) as served, \
+                    started_store(url, ledger_flush_interval=0.2) as follows:
+                served.keep("alice", response_object("resp_fleet"), INPUT, "primary", "fake")
+                ctx = responses_ctx({"model": "fast", "previous_response_id": "resp_fleet", "input": "go on"},
+                                    "alice")
+                assert await expand_previous(follows, ctx) == "primary"
+                assert ctx.payload["input"][:len(INPUT)] == INPUT
+
+        run(scenario)
+
+
+def test_kept_again_replaces_for_its_owner_only(database_url: str) -> None:
+    async def scenario() -> None:
+        async with started_store(database_url) as store:
+            store.keep("alice", response_object("resp_bg", status="in_progress"), INPUT, "primary", "fake")
+            await store.flush()
+            store.keep("alice", response_object("resp_bg"), INPUT, "secondary", "fake")
+            await store.flush()
+            rows = [row(n) for n in range(2)]
+            await store.database.run(write_rows, store.database, rows)  # another owner, same id: refused quietly
+        async with started_store(database_url) as again:
+            found = await again.get("resp_bg", "alice")
+            assert found is not None and found.response["status"] == "completed"
+            assert found.deployment == "secondary"
+            assert await again.get("resp_bg", "mallory") is None
+
+    def row(n: int) -> ResponseRow:
+        return ResponseRow("resp_bg", "mallory", '{"id":"resp_bg"}', "[]", "evil", "evil", time.time(),
+                           time.time() + 3600)
+
+    run(scenario)

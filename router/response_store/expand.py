@@ -41,7 +41,8 @@ async def expand_previous(store: ResponseStore, ctx: RequestContext) -> str | No
     deployment that served the previous response (None when the request names none).
 
     Raise PreviousResponseNotFound (400, ``previous_response_not_found``) when ``ctx.agent`` has no such
-    response: unknown, expired, deleted and another agent's look the same."""
+    response: unknown, expired, deleted and another agent's look the same. On PostgreSQL a miss costs one flush
+    interval more (see ``ResponseStore.get_settled``): a fleet's other replica may have just served it."""
     payload = ctx.payload
     if "previous_response_id" not in payload:
         return None
@@ -52,7 +53,7 @@ async def expand_previous(store: ResponseStore, ctx: RequestContext) -> str | No
     if not isinstance(previous, str):
         raise InvalidRequest("'previous_response_id' must be a string", param="previous_response_id")
     new_items = as_items(payload.get("input"))
-    stored = await store.get(previous, ctx.agent)
+    stored = await store.get_settled(previous, ctx.agent)
     if stored is None:
         raise PreviousResponseNotFound(previous)
     output = stored.response.get("output")

@@ -39,6 +39,8 @@ PURGE_INTERVAL = 60.0
 PURGE_LIMIT = 500
 """Expired rows deleted per pass; a full pass runs the next one at the next flush instead of a minute later."""
 MAX_BACKOFF = 5.0
+SETTLE_MARGIN = 0.1
+"""Seconds :meth:`ResponseStore.get_settled` waits beyond one flush interval (a batch's own write time)."""
 TOMBSTONES = 10_000
 """Deleted ids remembered, so a batch queued (or retried) after the delete never writes the response back."""
 
@@ -140,6 +142,16 @@ class ResponseStore:
         except ValueError:
             log.error("responses: stored response %s is not readable JSON; answered as unknown", response_id)
             return None
+
+    async def get_settled(self, response_id: str, agent: str | None) -> StoredResponse | None:
+        """:meth:`get`, but on a shared database (PostgreSQL: a fleet) an id not found is looked up once more
+        after a flush interval: another replica may have served it a moment ago, its batch not landed yet."""
+        found = await self.get(response_id, agent)
+        if found is not None or self.database.dialect != "postgres" or not self.enabled \
+                or not plain_id(response_id) or response_id in self._deleted:
+            return found
+        await asyncio.sleep(self.flush_interval + SETTLE_MARGIN)
+        return await self.get(response_id, agent)
 
     async def _row(self, response_id: str) -> ResponseRow | None:
         if not self.enabled or not plain_id(response_id) or response_id in self._deleted:

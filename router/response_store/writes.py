@@ -11,8 +11,12 @@ from router.response_store.rows import COLUMNS, ResponseRow, row_from_database
 from router.store.database import Database, DatabaseUnavailable
 
 INSERT = (f"INSERT INTO stored_responses ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-          "ON CONFLICT (id) DO NOTHING")
-"""A response id already stored keeps its first row (and owner): a later one never takes it over."""
+          "ON CONFLICT (id) DO UPDATE SET response = excluded.response, input_items = excluded.input_items, "
+          "deployment = excluded.deployment, provider = excluded.provider, expires_at = excluded.expires_at "
+          "WHERE stored_responses.agent = excluded.agent "
+          "OR (stored_responses.agent IS NULL AND excluded.agent IS NULL)")
+"""A response kept again (a background response, completed later) replaces its row, for the same owner only:
+another agent's row with that id is never taken over."""
 SELECT = f"SELECT {', '.join(COLUMNS)} FROM stored_responses WHERE id = ?"
 
 _PROBE = ResponseRow("response-store-probe", None, "{}", "[]", "probe", "probe", 1.0, 1.0)
