@@ -41,6 +41,8 @@ from router.policy.response_side import policy_of
 from router.policy.responses_answer import may_carry_call, notice_item
 
 MAX_ITEMS = 256
+MAX_QUEUED = 4096
+"""Events held behind an undecided call; past this the call is refused (a stream cannot stall the filter)."""
 LIFECYCLE = frozenset(("response.created", "response.queued", "response.in_progress"))
 TERMINAL = frozenset(("response.completed", "response.incomplete", "response.failed"))
 _PLAIN = tuple(b'{"type":"response.%s"' % kind for kind in (
@@ -289,7 +291,11 @@ class ResponsesStreamFilter:
     # -- building output -----------------------------------------------------------------------------
     def _offer(self, event: dict[str, Any], raw: bytes | None, entry: _Item | None) -> None:
         self.queue.append((event, raw, entry))
-        self._drain()
+        if len(self.queue) > MAX_QUEUED:
+            head = next(queued[2] for queued in self.queue if queued[2] is not None and queued[2].state == "held")
+            return self._refuse(head, ToolDecision(False, "oversized", f"more than {MAX_QUEUED} events came while "
+                                                   "the call was held for checking"))
+        return self._drain()
 
     def _drain(self) -> None:
         """Send queued events from the head up to the first that belongs to a call still held."""
