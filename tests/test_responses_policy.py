@@ -523,10 +523,14 @@ def test_block_mode_ends_with_an_error_and_a_failed_response() -> None:
 
 def test_audit_only_passes_every_byte_and_records_would_strip() -> None:
     ctx = offered("shadow", fn("search"))
-    payloads = Upstream().created().call("bash", '{"cmd":"ls"}').call("search", "{}").completed()
+    up = Upstream().created().call("bash", '{"cmd":"ls"}').call("search", "{}")
+    up.add({"type": "response.output_text.delta", "item_id": "m", "output_index": 0, "content_index": 0,
+            "delta": "", "Item": {"type": "function_call"}})
+    payloads = up.completed()
     out = run(ctx, payloads)
     assert out == payloads
-    assert [e["action"] for e in ctx.audit_events if e["stage"] == "stream"] == ["would_strip", "allowed"]
+    assert [e["action"] for e in ctx.audit_events if e["stage"] == "stream"] == ["would_strip", "allowed",
+                                                                                 "would_strip"]
 
 
 def test_a_stream_cut_short_still_ends_with_a_terminal_event() -> None:
@@ -648,3 +652,13 @@ def test_skeleton_before_any_event_is_a_failed_response_the_sdk_reads() -> None:
     shown = copy.deepcopy(event)
     shown["response"]["error"]["code"] = "server_error"
     assert_matches("ResponseFailedEvent", shown)
+
+
+def test_a_second_item_at_the_index_of_a_held_call_drops_both() -> None:
+    ctx = offered("coder", fn("search"))
+    up = Upstream().created().call_start("search").call_args(0, '{"q":"x"}')
+    up.add({"type": "response.output_item.added", "output_index": 0, "item": {**message("hi"), "content": []}})
+    up.call_done(0, '{"q":"x"}')
+    out = run(ctx, up.completed())
+    assert not any(b"function_call" in payload or b"msg_0" in payload for payload in out[:-7])
+    assert names_called(checked(out)) == []

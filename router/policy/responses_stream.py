@@ -174,9 +174,14 @@ class ResponsesStreamFilter:
         index, item = event.get("output_index"), event.get("item")
         if not _is_index(index) or not isinstance(item, dict):
             return self._protocol("an output_item.added without an integer output_index and an item object")
-        if index in self.items:
-            self.items[index].state = "dropped"  # a reused index makes its later events ambiguous: none go on
-            return self._protocol(f"a second output_item.added at output_index {index}")
+        if index in self.items:  # a reused index makes its later events ambiguous: none go on
+            reason = f"a second output_item.added at output_index {index}"
+            self._protocol(reason)
+            old = self.items[index]
+            if old.state == "held":
+                return self._refuse(old, ToolDecision(False, "out-of-order", reason))
+            old.state = "dropped"
+            return None
         if len(self.items) >= MAX_ITEMS:
             return self._protocol(f"more than {MAX_ITEMS} output items in one response")
         entry = self.items[index] = _Item(responses_keys.is_client_call(item), item)
@@ -381,6 +386,7 @@ class ResponsesStreamFilter:
         if not isinstance(event, dict):
             return
         self._start(event)
+        self._lookalikes(event)
         seq = event.get("sequence_number")
         self.next_sequence_number = seq + 1 if _is_index(seq) else self.next_sequence_number + 1
         kind, item, index = event.get("type"), event.get("item"), event.get("output_index")
