@@ -662,3 +662,13 @@ def test_a_second_item_at_the_index_of_a_held_call_drops_both() -> None:
     out = run(ctx, up.completed())
     assert not any(b"function_call" in payload or b"msg_0" in payload for payload in out[:-7])
     assert names_called(checked(out)) == []
+
+
+def test_calls_in_events_that_do_not_add_items_never_go_out() -> None:
+    ctx = offered("coder", fn("search"))
+    up = Upstream().created().text("hi")
+    up.add({"type": "response.output_item.updated", "output_index": 0, "item": call_item("bash", "{}", 7)})
+    up.add({"type": "response.vendor_extra", "response": {"output": [call_item("bash", "{}", 8)]}})
+    out = run(ctx, up.completed())
+    assert not any(b"bash" in payload for payload in out)
+    assert [e["rule"] for e in ctx.audit_events if e["stage"] == "stream"] == ["out-of-order"]

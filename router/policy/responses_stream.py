@@ -48,6 +48,7 @@ TERMINAL = frozenset(("response.completed", "response.incomplete", "response.fai
 _PLAIN = tuple(b'{"type":"response.%s"' % kind for kind in (
     b"output_text.delta", b"output_text.done", b"reasoning_summary_text.delta", b"reasoning_summary_text.done",
     b"reasoning_text.delta", b"reasoning_text.done", b"refusal.delta", b"refusal.done"))
+_ITEM_EVENTS = frozenset(("response.output_item.added", "response.output_item.done"))
 _SEQ = re.compile(rb'"sequence_number"\s*:\s*(\d+)')
 _DELTAS = {"response.function_call_arguments.delta": "arguments", "response.custom_tool_call_input.delta": "input"}
 _DONES = {"response.function_call_arguments.done": "arguments", "response.custom_tool_call_input.done": "input"}
@@ -157,7 +158,9 @@ class ResponsesStreamFilter:
 
     def _event(self, event: dict[str, Any], raw: bytes | None) -> None:
         kind = event["type"]
-        if kind == "response.output_item.added":
+        if kind not in _ITEM_EVENTS and responses_keys.is_client_call(event.get("item")):
+            self._protocol(f"a {kind[:60]} event carrying a call item")
+        elif kind == "response.output_item.added":
             self._added(event, raw)
         elif kind in TERMINAL:
             self._settle_all()
@@ -325,11 +328,13 @@ class ResponsesStreamFilter:
             if event.get("output_index") != entry.out and "output_index" in event:
                 changes["output_index"] = entry.out
         response = event.get("response")
-        if isinstance(response, dict) and (kind in LIFECYCLE or kind in TERMINAL):
+        lifecycle = kind in LIFECYCLE or kind in TERMINAL
+        if isinstance(response, dict) and (lifecycle or "output" in response):
             if response.get("output") != self.shown:
                 response = {**response, "output": list(self.shown)}
                 changes["response"] = response
-            self.base = response
+            if lifecycle:
+                self.base = response
         if event.get("sequence_number") != self.next_sequence_number:
             changes["sequence_number"] = self.next_sequence_number
         self.next_sequence_number += 1
