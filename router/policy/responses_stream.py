@@ -97,13 +97,14 @@ class ResponsesStreamFilter:
     # -- the entry points ----------------------------------------------------------------------------
     def feed(self, payload: bytes) -> list[bytes]:
         """Take one event payload (JSON bytes); return the payloads to send on, in order."""
-        if self.ended and not self.audit:
-            return []
-        if self.exact and not self.queue and payload.startswith(_PLAIN) and not may_carry_call(payload):
+        if self.exact and not self.queue and payload.startswith(_PLAIN) and b"call" not in payload.lower() \
+                and b"\\u" not in payload:  # may_carry_call, inlined: this is every text delta's path
             found = _SEQ.findall(payload)
             if len(found) == 1 and int(found[0]) == self.next_sequence_number:
                 self.next_sequence_number += 1
                 return [payload]
+        if self.ended and not self.audit:
+            return []
         if self.audit:
             self._observe(payload)
             return [payload]
@@ -132,7 +133,7 @@ class ResponsesStreamFilter:
                 if not self.ended:
                     self._notice()
                     self._emit_new(self._failed("stream_incomplete", _CUT_SHORT))
-                    self.ended = True
+                    self._end()
             except PolicyViolation as exc:
                 self._block(exc.message)
         out, self.out = self.out, []
@@ -167,7 +168,7 @@ class ResponsesStreamFilter:
             if not self.ended:
                 self._notice()
                 self._offer(event, raw, None)
-                self.ended = True
+                self._end()
         elif "output_index" in event or "item_id" in event:
             self._of_item(event, raw)
         else:
@@ -290,9 +291,14 @@ class ResponsesStreamFilter:
             found += responses_keys.find(event.get(key), key)
         return bool(found) and lookalike_keys.refuse(self.ctx, self.policy, found, "stream") > 0
 
+    def _end(self) -> None:
+        """No event goes out after the terminal one (nor through the fast path)."""
+        self.ended = True
+        self.exact = self.exact and self.audit
+
     def _block(self, message: str) -> None:
         self.queue.clear()
-        self.ended = True
+        self._end()
         self._emit_new({"type": "error", "code": "tool_not_allowed", "message": message, "param": None})
         self._emit_new(self._failed("tool_not_allowed", message))
 
