@@ -16,6 +16,11 @@ byte prefix of its type) that cannot carry a call (:func:`router.policy.response
 the expected ``sequence_number`` goes on as the same bytes, unparsed. A parsed event that nothing changed is also
 sent as the bytes that came.
 
+Fail closed: a held call is bounded by ``policy.max_call_bytes`` (argument bytes) and :data:`MAX_QUEUED` (events
+held behind it), a stream by :data:`MAX_ITEMS`; an event for an item never added (or already done), a second
+``output_item.added`` at a used index, and a call item in any event but ``output_item.added``/``.done`` are dropped
+and recorded (``out-of-order``).
+
 ``strip``: the notice goes out as one more message item before the terminal event. ``block``: the first refusal
 ends the stream with an ``error`` event (code ``tool_not_allowed``) and a ``response.failed``; the rest is
 swallowed. ``audit_only``: every byte passes and every call is decided and recorded at its ``output_item.done``.
