@@ -24,7 +24,7 @@ from router.context import RequestContext
 from router.errors import PolicyViolation
 from router.policy.responses_answer import filter_response, may_carry_call
 from router.policy.responses_request import review_responses_request
-from router.policy.responses_stream import ResponsesStreamFilter
+from router.policy.responses_stream import MAX_QUEUED, ResponsesStreamFilter
 from tests.configs import openai_config
 from tests.harness import write_config
 from tests.spec import assert_matches
@@ -523,10 +523,14 @@ def test_block_mode_ends_with_an_error_and_a_failed_response() -> None:
 
 def test_audit_only_passes_every_byte_and_records_would_strip() -> None:
     ctx = offered("shadow", fn("search"))
-    payloads = Upstream().created().call("bash", '{"cmd":"ls"}').call("search", "{}").completed()
+    up = Upstream().created().call("bash", '{"cmd":"ls"}').call("search", "{}")
+    up.add({"type": "response.output_text.delta", "item_id": "m", "output_index": 0, "content_index": 0,
+            "delta": "", "Item": {"type": "function_call"}})
+    payloads = up.completed()
     out = run(ctx, payloads)
     assert out == payloads
-    assert [e["action"] for e in ctx.audit_events if e["stage"] == "stream"] == ["would_strip", "allowed"]
+    assert [e["action"] for e in ctx.audit_events if e["stage"] == "stream"] == ["would_strip", "allowed",
+                                                                                 "would_strip"]
 
 
 def test_a_stream_cut_short_still_ends_with_a_terminal_event() -> None:
@@ -565,3 +569,106 @@ def test_events_for_unknown_or_finished_items_and_after_the_end_are_dropped() ->
     events = checked(run(ctx, payloads))
     assert names_called(events) == ["search"]
     assert sum(e["rule"] == "out-of-order" for e in ctx.audit_events) == 2
+
+
+def custom_call(up: Upstream, name: str, text: str) -> None:
+    index = len(up.output)
+    item = {"type": "custom_tool_call", "id": f"ctc_{index}", "call_id": f"call_{index}", "name": name, "input": ""}
+    at = {"item_id": item["id"], "output_index": index}
+    up.add({"type": "response.output_item.added", "output_index": index, "item": item})
+    for i in range(0, len(text), 5):
+        up.add({"type": "response.custom_tool_call_input.delta", **at, "delta": text[i:i + 5]})
+    up.add({"type": "response.custom_tool_call_input.done", **at, "input": text})
+    up.add({"type": "response.output_item.done", "output_index": index, "item": {**item, "input": text}})
+    up.output.append({**item, "input": text})
+
+
+def test_custom_tool_calls_stream_their_input_and_hosted_items_are_renumbered() -> None:
+    custom = {"type": "custom", "name": "apply_diff"}
+    ctx = offered("coder", custom, {"type": "custom", "name": "exec_anything"}, {"type": "web_search"})
+    up = Upstream().created()
+    custom_call(up, "exec_anything", "rm -rf / --no-preserve-root")
+    up.add({"type": "response.output_item.added", "output_index": 1,
+            "item": {"type": "web_search_call", "id": "ws_1", "status": "in_progress",
+                     "action": {"type": "search", "query": "q"}}})
+    up.add({"type": "response.web_search_call.searching", "output_index": 1, "item_id": "ws_1"})
+    up.add({"type": "response.output_item.done", "output_index": 1,
+            "item": {"type": "web_search_call", "id": "ws_1", "status": "completed",
+                     "action": {"type": "search", "query": "q"}}})
+    up.output.append({"type": "web_search_call"})
+    custom_call(up, "apply_diff", "--- a\n+++ b\n")
+    events = checked(run(ctx, up.completed()))
+    items = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    assert [i["type"] for i in items] == ["web_search_call", "custom_tool_call", "message"]
+    assert items[1]["input"] == "--- a\n+++ b\n"
+    assert [e["output_index"] for e in events if e["type"] == "response.web_search_call.searching"] == [0]
+    assert "".join(e["delta"] for e in events if e["type"] == "response.custom_tool_call_input.delta") == \
+        "--- a\n+++ b\n"
+
+
+def test_stream_look_alike_keys_and_reused_indexes_are_refused() -> None:
+    ctx = offered("coder", fn("search"))
+    up = Upstream().created().text("one")
+    up.add({"type": "response.output_item.added", "output_index": 0,
+            "item": call_item("search", "{}", 5)})
+    up.add({"type": "response.output_item.done", "output_index": 0, "item": message("one"),
+            "Item": call_item("bash", "{}", 6)})
+    out = run(ctx, up.completed())
+    events = checked(out)
+    assert not any(b"bash" in payload for payload in out)
+    assert names_called(events) == []
+    rules = [e["rule"] for e in ctx.audit_events if e["stage"] == "stream"]
+    assert rules == ["out-of-order", "look-alike-key", "out-of-order"]
+
+
+def test_a_message_that_turns_into_a_call_at_its_done_is_refused() -> None:
+    ctx = offered("coder", fn("search"))
+    up = Upstream().created()
+    up.add({"type": "response.output_item.added", "output_index": 0,
+            "item": {**message(""), "status": "in_progress", "content": []}})
+    up.add({"type": "response.output_item.done", "output_index": 0, "item": call_item("search", "{}")})
+    out = run(ctx, up.completed())
+    assert not any(b"function_call" in payload for payload in out)
+    assert orjson.loads(out[-1])["response"]["output"][0]["type"] == "message"
+
+
+def test_a_call_held_behind_too_many_events_is_refused() -> None:
+    ctx = offered("coder", fn("search"))
+    up = Upstream().created().call_start("search")
+    for _ in range(MAX_QUEUED):
+        up.add({"type": "response.function_call_arguments.delta", "item_id": "fc_0", "output_index": 0, "delta": ""})
+    out = run(ctx, up.payloads())
+    assert not any(b"function_call" in payload for payload in out)
+    assert any(e["rule"] == "oversized" for e in ctx.audit_events)
+
+
+def test_skeleton_before_any_event_is_a_failed_response_the_sdk_reads() -> None:
+    filt = ResponsesStreamFilter(offered("coder", fn("search")))
+    out = filt.finish()
+    event = orjson.loads(out[0])
+    assert event["type"] == "response.failed" and event["sequence_number"] == 0
+    assert filt.next_sequence_number == 1
+    assert filt.skeleton()["output"] == []
+    shown = copy.deepcopy(event)
+    shown["response"]["error"]["code"] = "server_error"
+    assert_matches("ResponseFailedEvent", shown)
+
+
+def test_a_second_item_at_the_index_of_a_held_call_drops_both() -> None:
+    ctx = offered("coder", fn("search"))
+    up = Upstream().created().call_start("search").call_args(0, '{"q":"x"}')
+    up.add({"type": "response.output_item.added", "output_index": 0, "item": {**message("hi"), "content": []}})
+    up.call_done(0, '{"q":"x"}')
+    out = run(ctx, up.completed())
+    assert not any(b"function_call" in payload or b"msg_0" in payload for payload in out[:-7])
+    assert names_called(checked(out)) == []
+
+
+def test_calls_in_events_that_do_not_add_items_never_go_out() -> None:
+    ctx = offered("coder", fn("search"))
+    up = Upstream().created().text("hi")
+    up.add({"type": "response.output_item.updated", "output_index": 0, "item": call_item("bash", "{}", 7)})
+    up.add({"type": "response.vendor_extra", "response": {"output": [call_item("bash", "{}", 8)]}})
+    out = run(ctx, up.completed())
+    assert not any(b"bash" in payload for payload in out)
+    assert [e["rule"] for e in ctx.audit_events if e["stage"] == "stream"] == ["out-of-order"]

@@ -16,6 +16,11 @@ byte prefix of its type) that cannot carry a call (:func:`router.policy.response
 the expected ``sequence_number`` goes on as the same bytes, unparsed. A parsed event that nothing changed is also
 sent as the bytes that came.
 
+Fail closed: a held call is bounded by ``policy.max_call_bytes`` (argument bytes) and :data:`MAX_QUEUED` (events
+held behind it), a stream by :data:`MAX_ITEMS`; an event for an item never added (or already done), a second
+``output_item.added`` at a used index, and a call item in any event but ``output_item.added``/``.done`` are dropped
+and recorded (``out-of-order``).
+
 ``strip``: the notice goes out as one more message item before the terminal event. ``block``: the first refusal
 ends the stream with an ``error`` event (code ``tool_not_allowed``) and a ``response.failed``; the rest is
 swallowed. ``audit_only``: every byte passes and every call is decided and recorded at its ``output_item.done``.
@@ -41,11 +46,14 @@ from router.policy.response_side import policy_of
 from router.policy.responses_answer import may_carry_call, notice_item
 
 MAX_ITEMS = 256
+MAX_QUEUED = 4096
+"""Events held behind an undecided call; past this the call is refused (a stream cannot stall the filter)."""
 LIFECYCLE = frozenset(("response.created", "response.queued", "response.in_progress"))
 TERMINAL = frozenset(("response.completed", "response.incomplete", "response.failed"))
 _PLAIN = tuple(b'{"type":"response.%s"' % kind for kind in (
     b"output_text.delta", b"output_text.done", b"reasoning_summary_text.delta", b"reasoning_summary_text.done",
     b"reasoning_text.delta", b"reasoning_text.done", b"refusal.delta", b"refusal.done"))
+_ITEM_EVENTS = frozenset(("response.output_item.added", "response.output_item.done"))
 _SEQ = re.compile(rb'"sequence_number"\s*:\s*(\d+)')
 _DELTAS = {"response.function_call_arguments.delta": "arguments", "response.custom_tool_call_input.delta": "input"}
 _DONES = {"response.function_call_arguments.done": "arguments", "response.custom_tool_call_input.done": "input"}
@@ -94,13 +102,14 @@ class ResponsesStreamFilter:
     # -- the entry points ----------------------------------------------------------------------------
     def feed(self, payload: bytes) -> list[bytes]:
         """Take one event payload (JSON bytes); return the payloads to send on, in order."""
-        if self.ended and not self.audit:
-            return []
-        if self.exact and not self.queue and payload.startswith(_PLAIN) and not may_carry_call(payload):
+        if self.exact and not self.queue and payload.startswith(_PLAIN) and b"call" not in payload.lower() \
+                and b"\\u" not in payload:  # may_carry_call, inlined: this is every text delta's path
             found = _SEQ.findall(payload)
             if len(found) == 1 and int(found[0]) == self.next_sequence_number:
                 self.next_sequence_number += 1
                 return [payload]
+        if self.ended and not self.audit:
+            return []
         if self.audit:
             self._observe(payload)
             return [payload]
@@ -129,7 +138,7 @@ class ResponsesStreamFilter:
                 if not self.ended:
                     self._notice()
                     self._emit_new(self._failed("stream_incomplete", _CUT_SHORT))
-                    self.ended = True
+                    self._end()
             except PolicyViolation as exc:
                 self._block(exc.message)
         out, self.out = self.out, []
@@ -155,14 +164,16 @@ class ResponsesStreamFilter:
 
     def _event(self, event: dict[str, Any], raw: bytes | None) -> None:
         kind = event["type"]
-        if kind == "response.output_item.added":
+        if kind not in _ITEM_EVENTS and responses_keys.is_client_call(event.get("item")):
+            self._protocol(f"a {kind[:60]} event carrying a call item")
+        elif kind == "response.output_item.added":
             self._added(event, raw)
         elif kind in TERMINAL:
             self._settle_all()
             if not self.ended:
                 self._notice()
                 self._offer(event, raw, None)
-                self.ended = True
+                self._end()
         elif "output_index" in event or "item_id" in event:
             self._of_item(event, raw)
         else:
@@ -172,9 +183,14 @@ class ResponsesStreamFilter:
         index, item = event.get("output_index"), event.get("item")
         if not _is_index(index) or not isinstance(item, dict):
             return self._protocol("an output_item.added without an integer output_index and an item object")
-        if index in self.items:
-            self.items[index].state = "dropped"  # a reused index makes its later events ambiguous: none go on
-            return self._protocol(f"a second output_item.added at output_index {index}")
+        if index in self.items:  # a reused index makes its later events ambiguous: none go on
+            reason = f"a second output_item.added at output_index {index}"
+            self._protocol(reason)
+            old = self.items[index]
+            if old.state == "held":
+                return self._refuse(old, ToolDecision(False, "out-of-order", reason))
+            old.state = "dropped"
+            return None
         if len(self.items) >= MAX_ITEMS:
             return self._protocol(f"more than {MAX_ITEMS} output items in one response")
         entry = self.items[index] = _Item(responses_keys.is_client_call(item), item)
@@ -280,16 +296,25 @@ class ResponsesStreamFilter:
             found += responses_keys.find(event.get(key), key)
         return bool(found) and lookalike_keys.refuse(self.ctx, self.policy, found, "stream") > 0
 
+    def _end(self) -> None:
+        """No event goes out after the terminal one (nor through the fast path)."""
+        self.ended = True
+        self.exact = self.exact and self.audit
+
     def _block(self, message: str) -> None:
         self.queue.clear()
-        self.ended = True
+        self._end()
         self._emit_new({"type": "error", "code": "tool_not_allowed", "message": message, "param": None})
         self._emit_new(self._failed("tool_not_allowed", message))
 
     # -- building output -----------------------------------------------------------------------------
     def _offer(self, event: dict[str, Any], raw: bytes | None, entry: _Item | None) -> None:
         self.queue.append((event, raw, entry))
-        self._drain()
+        if len(self.queue) > MAX_QUEUED:
+            head = next(queued[2] for queued in self.queue if queued[2] is not None and queued[2].state == "held")
+            return self._refuse(head, ToolDecision(False, "oversized", f"more than {MAX_QUEUED} events came while "
+                                                   "the call was held for checking"))
+        return self._drain()
 
     def _drain(self) -> None:
         """Send queued events from the head up to the first that belongs to a call still held."""
@@ -314,11 +339,13 @@ class ResponsesStreamFilter:
             if event.get("output_index") != entry.out and "output_index" in event:
                 changes["output_index"] = entry.out
         response = event.get("response")
-        if isinstance(response, dict) and (kind in LIFECYCLE or kind in TERMINAL):
+        lifecycle = kind in LIFECYCLE or kind in TERMINAL
+        if isinstance(response, dict) and (lifecycle or "output" in response):
             if response.get("output") != self.shown:
                 response = {**response, "output": list(self.shown)}
                 changes["response"] = response
-            self.base = response
+            if lifecycle:
+                self.base = response
         if event.get("sequence_number") != self.next_sequence_number:
             changes["sequence_number"] = self.next_sequence_number
         self.next_sequence_number += 1
@@ -375,6 +402,7 @@ class ResponsesStreamFilter:
         if not isinstance(event, dict):
             return
         self._start(event)
+        self._lookalikes(event)
         seq = event.get("sequence_number")
         self.next_sequence_number = seq + 1 if _is_index(seq) else self.next_sequence_number + 1
         kind, item, index = event.get("type"), event.get("item"), event.get("output_index")
