@@ -84,6 +84,9 @@ class RequestContext:
     stream_state: Any = None
     """The caller's wire's per-stream state, when its codec keeps one (the Responses stream filter: numbering an
     error event so it continues the stream)."""
+    turn: tuple[str | None, list[Any]] | None = None
+    """Responses: (the ``previous_response_id`` the request continued, the input items of its own turn), kept with
+    the answer so a conversation is stored as a chain of turns."""
     pinned_deployment: str | None = None
     """The deployment whose state the request carries (Responses' encrypted reasoning is only valid where it was
     made): tried first; other deployments get the request without that state."""

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import openai
 import orjson
@@ -13,6 +14,7 @@ import pytest
 from tests.fakes.behaviours import Error, Text, ToolCalls
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import RouterServer
+from tests.ledger_helpers import run_cli
 from tests.messages_helpers import request_rows
 from tests.responses_helpers import responses_config
 
@@ -109,7 +111,7 @@ def test_previous_response_id_round_trips(router: RouterServer, upstream: FakeUp
     # The stored responses are there for their agent: retrieve, list input items, delete.
     assert client.responses.retrieve(first.id).output_text == "My name is Fake."
     items = list(client.responses.input_items.list(second.id, order="asc"))
-    assert len(items) == 3
+    assert [item.content[0].text for item in items] == ["What did I ask?"]  # type: ignore[union-attr]  # its own turn
     client.responses.delete(first.id)
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(first.id)
@@ -133,6 +135,12 @@ def test_a_stored_response_continues_on_another_format(router: RouterServer, ups
     sent = upstream.served("up-claude")[-1].body["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", "user"]
     assert "previous_response_id" not in upstream.served("up-native")[-1].body
+    # A third turn rebuilds both earlier ones from the chain (each stored turn holds only its own input).
+    upstream.queue("up-chat", Text("third"))
+    client.responses.create(model="chatonly", input="turn three", previous_response_id=second.id)
+    sent_chat = upstream.served("up-chat")[-1].body["messages"]
+    assert [m["content"] for m in sent_chat] == ["turn one", "native first turn", "turn two", "claude second turn",
+                                                 "turn three"]
 
 
 def test_encrypted_reasoning_stays_where_it_was_made(router: RouterServer, upstream: FakeUpstream) -> None:
@@ -155,4 +163,24 @@ def test_encrypted_reasoning_stays_where_it_was_made(router: RouterServer, upstr
     upstream.queue("up-native", Text("native, without the sealed item"))
     third = client.responses.create(model="pair", input=history, store=False)
     assert third.output_text == "native, without the sealed item"
-    assert not any(item.get("type") == "reasoning" for item in upstream.served("up-native")[-1].body["input"])
+    fallback_input = upstream.served("up-native")[-1].body["input"]
+    assert not any(item.get("type") == "reasoning" for item in fallback_input)
+    assert not any("id" in item for item in fallback_input if item.get("role") == "assistant")
+
+
+def test_the_built_in_mock_answers_responses_with_no_config(tmp_path: Path) -> None:
+    """No config at all: the built-in ``mock`` model (a chat-format provider) serves the Responses API through the
+    translation, whole and streamed, and stores the answer for a follow-up."""
+    database = f"sqlite:///{tmp_path / 'ledger.db'}"
+    created = run_cli("keys", "create", "--agent", "demo", "--role", "default", url=database)
+    assert created.returncode == 0, created.stderr
+    router = RouterServer(None, database_url=database).start()
+    try:
+        client = router.client(api_key=created.stdout.strip())
+        first = client.responses.create(model="mock", input="hello from codex")
+        assert "hello from codex" in first.output_text
+        with client.responses.stream(model="mock", input="streamed hello", previous_response_id=first.id) as stream:
+            final = stream.get_final_response()
+        assert "streamed hello" in final.output_text
+    finally:
+        router.stop()

@@ -49,8 +49,9 @@ def cache_write_count(usage: dict[str, Any] | None, uncached: int) -> int:
     return min(max(uncached, 0), _int(details.get("cache_write_tokens")))
 
 
-TokenPrices = tuple[float, float, float, float]
-"""USD per input, cached input, output and cache-write token."""
+TokenPrices = tuple[float, float, float | None, float]
+"""USD per input, cached input, output and cache-write token; the output price may be unknown (an embedding
+model priced for input only), which matters only when output tokens were produced."""
 
 _PRICES: dict[int, tuple[DeploymentSpec, TokenPrices | None]] = {}
 _PRICES_KEPT = 1024
@@ -68,7 +69,7 @@ def token_prices(deployment: DeploymentSpec) -> TokenPrices | None:
         return entry[1]
     info = model_info(deployment)
     prices: TokenPrices | None = None
-    if info.input_cost_per_token is not None and info.output_cost_per_token is not None:
+    if info.input_cost_per_token is not None:
         cached, written = info.cached_input_cost_per_token, info.cache_write_cost_per_token
         prices = (info.input_cost_per_token, info.input_cost_per_token if cached is None else cached,
                   info.output_cost_per_token, info.input_cost_per_token if written is None else written)
@@ -86,6 +87,10 @@ def cost_of_tokens(deployment: DeploymentSpec, prompt: int, completion: int, cac
     if prices is None:
         return (0.0 if prompt == 0 and completion == 0 else None), False
     input_price, cached_price, output_price, write_price = prices
+    if output_price is None:
+        if completion:
+            return None, False
+        output_price = 0.0
     return ((prompt - cached - written) * input_price + cached * cached_price + written * write_price
             + completion * output_price), True
 

@@ -1,7 +1,8 @@
 """``previous_response_id``: the router keeps the conversation, so every upstream is called statelessly.
 
-A request naming an earlier response gets, as its ``input``, the input that response answered (already whole),
-then that response's output items, then its own new input. The Responses API's output items (messages,
+A request naming an earlier response gets, as its ``input``, every earlier turn in order (each stored response
+keeps only its own turn's input and names the response it continued, so the walk goes back along that chain),
+each turn's input followed by its output items, then its own new input. The Responses API's output items (messages,
 function calls, reasoning, hosted tool calls) are valid input items as they are, ids and ``status`` included,
 so they are passed on unchanged, unknown types too. ``instructions`` are not inherited (the API's documented
 behaviour): the new request's own, if any, apply.
@@ -16,6 +17,10 @@ from router.errors import InvalidRequest, PreviousResponseNotFound
 if TYPE_CHECKING:
     from router.context import RequestContext
     from router.response_store.store import ResponseStore
+
+
+MAX_TURNS = 10_000
+"""The longest chain of turns rebuilt (a bound on the walk, far beyond any real conversation)."""
 
 
 def as_items(value: Any, param: str = "input") -> list[Any]:
@@ -53,11 +58,22 @@ async def expand_previous(store: ResponseStore, ctx: RequestContext) -> str | No
     if not isinstance(previous, str):
         raise InvalidRequest("'previous_response_id' must be a string", param="previous_response_id")
     new_items = as_items(payload.get("input"))
-    stored = await store.get_settled(previous, ctx.agent)
-    if stored is None:
-        raise PreviousResponseNotFound(previous)
-    output = stored.response.get("output")
-    payload["input"] = [*as_items(stored.input_items), *output_as_input(output), *new_items]
+    turns: list[list[Any]] = []
+    deployment: str | None = None
+    wanted: str | None = previous
+    seen: set[str] = set()
+    while wanted is not None:
+        # The named response may be on its way from another replica; the older links have long been written.
+        stored = await (store.get(wanted, ctx.agent) if seen else store.get_settled(wanted, ctx.agent))
+        if stored is None or wanted in seen or len(seen) >= MAX_TURNS:
+            # A link expired, was deleted or loops: the conversation cannot be rebuilt whole, so it is not found.
+            raise PreviousResponseNotFound(previous)
+        seen.add(wanted)
+        output = stored.response.get("output")
+        turns.append([*as_items(stored.input_items), *output_as_input(output)])
+        store.origins.remember(output if isinstance(output, list) else [], stored.deployment)
+        deployment = deployment or stored.deployment
+        wanted = stored.previous_id
+    payload["input"] = [item for turn in reversed(turns) for item in turn] + new_items
     del payload["previous_response_id"]
-    store.origins.remember(output if isinstance(output, list) else [], stored.deployment)
-    return stored.deployment
+    return deployment

@@ -40,8 +40,9 @@ def decode(text: str) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
-    """A response the router served: the Response object exactly as the client got it, and the whole input the
-    upstream saw for it (earlier turns already expanded)."""
+    """A response the router served: the Response object exactly as the client got it, and the input of its own
+    turn; ``previous_id`` names the response it continued, whose turns come before it (a chain, so a long
+    conversation is stored once, not once per turn)."""
 
     id: str
     agent: str | None
@@ -51,6 +52,7 @@ class StoredResponse:
     provider: str
     created_at: float
     expires_at: float
+    previous_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class ResponseRow:
     provider: str
     created_at: float
     expires_at: float
+    previous_id: str | None = None
 
     @property
     def size(self) -> int:
@@ -74,20 +77,21 @@ class ResponseRow:
     def values(self) -> tuple[Any, ...]:
         """The row in :data:`COLUMNS` order."""
         return (self.id, self.agent, self.created_at, self.expires_at, self.deployment, self.provider,
-                self.response_json, self.input_json)
+                self.response_json, self.input_json, self.previous_id)
 
     def decoded(self) -> StoredResponse:
         response = decode(self.response_json)
         items = decode(self.input_json)
         return StoredResponse(self.id, self.agent, response if isinstance(response, dict) else {},
                               items if isinstance(items, list) else [], self.deployment, self.provider,
-                              self.created_at, self.expires_at)
+                              self.created_at, self.expires_at, self.previous_id)
 
 
-COLUMNS = ("id", "agent", "created_at", "expires_at", "deployment", "provider", "response", "input_items")
+COLUMNS = ("id", "agent", "created_at", "expires_at", "deployment", "provider", "response", "input_items",
+           "previous_id")
 
 
 def row_from_database(values: dict[str, Any]) -> ResponseRow:
     return ResponseRow(values["id"], values["agent"], values["response"], values["input_items"],
                        values["deployment"], values["provider"], float(values["created_at"]),
-                       float(values["expires_at"]))
+                       float(values["expires_at"]), values.get("previous_id"))

@@ -19,7 +19,8 @@ RESPONSE_STEPS: list[str] = [
         deployment TEXT NOT NULL,
         provider TEXT NOT NULL,
         response TEXT NOT NULL,
-        input_items TEXT NOT NULL
+        input_items TEXT NOT NULL,
+        previous_id TEXT
     );
     CREATE INDEX IF NOT EXISTS stored_responses_expires ON stored_responses (expires_at)
     """,

@@ -77,8 +77,9 @@ class ResponseStore:
 
     # -- hot path ------------------------------------------------------------------------------------
     def keep(self, agent: str | None, response: dict[str, Any], input_items: list[Any], deployment: str,
-             provider: str) -> None:
-        """Queue ``response`` (served to ``agent`` by ``deployment``), with the whole input the upstream saw.
+             provider: str, previous_id: str | None = None) -> None:
+        """Queue ``response`` (served to ``agent`` by ``deployment``), with the input of its turn and the
+        response it continued (``previous_id``: the turns before it are stored there, not again here).
         No I/O; call from the event loop once the answer is complete."""
         if not self.enabled:
             return
@@ -98,7 +99,7 @@ class ResponseStore:
             return
         now = time.time()
         row = ResponseRow(response_id, owner, response_json, input_json, storable(deployment), storable(provider),
-                          now, now + self.retention)
+                          now, now + self.retention, previous_id if plain_id(previous_id) else None)
         self._deleted.pop(response_id, None)
         self._queue(row)
         self.recent.put(row)

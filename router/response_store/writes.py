@@ -12,6 +12,7 @@ from router.store.database import Database, DatabaseUnavailable
 
 INSERT = (f"INSERT INTO stored_responses ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
           "ON CONFLICT (id) DO UPDATE SET response = excluded.response, input_items = excluded.input_items, "
+          "previous_id = excluded.previous_id, "
           "deployment = excluded.deployment, provider = excluded.provider, expires_at = excluded.expires_at "
           "WHERE stored_responses.agent = excluded.agent "
           "OR (stored_responses.agent IS NULL AND excluded.agent IS NULL)")

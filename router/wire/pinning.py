@@ -1,7 +1,9 @@
 """A request whose state is only valid at one deployment (``ctx.pinned_deployment``), for any other deployment.
 
 Responses' encrypted reasoning items are sealed by the provider that made them; another one answers 400 for them.
-The pinned deployment is tried first (see :mod:`router.session_affinity`); a fallback gets the request without them.
+The pinned deployment is tried first (see :mod:`router.session_affinity`); a fallback gets the request without them,
+and without the ids of the model's own items (messages, calls): OpenAI refuses an item id whose reasoning item is
+missing, and another provider's ids mean nothing to it anyway. ``call_id`` stays: it pairs calls with outputs.
 """
 
 from __future__ import annotations
@@ -30,9 +32,20 @@ def unpinned(ctx: RequestContext, payload: dict[str, Any]) -> dict[str, Any]:
         return cached
     items = payload.get("input")
     body = payload
-    if isinstance(items, list):
-        kept = [item for item in items if not _is_sealed(item)]
-        if len(kept) != len(items):
-            body = {**payload, "input": kept}
+    if isinstance(items, list) and any(_is_sealed(item) for item in items):
+        kept = [_without_id(item) for item in items if not _is_sealed(item)]
+        body = {**payload, "input": kept}
     ctx.translated[key] = body
     return body
+
+
+def _without_id(item: Any) -> Any:
+    """A model-made item (an assistant message, a call) without its provider-issued ``id``."""
+    if not isinstance(item, dict) or "id" not in item:
+        return item
+    kind = item.get("type")
+    made_by_model = (kind in (None, "message") and item.get("role") == "assistant") or (
+        isinstance(kind, str) and kind.endswith("_call"))
+    if not made_by_model:
+        return item
+    return {key: value for key, value in item.items() if key != "id"}

@@ -109,6 +109,8 @@ class ResponsesCodec:
         """Before the policy: ``previous_response_id`` becomes the stored turns (the policy then judges the whole
         history, and every upstream is called statelessly); encrypted reasoning pins the deployment that made it
         (it is valid nowhere else)."""
+        continued = ctx.payload.get("previous_response_id")
+        ctx.turn = (continued if isinstance(continued, str) else None, list(input_items(ctx.payload)))
         previous = await expand_previous(state.responses, ctx)
         origin = state.responses.origins.origin_of(input_items(ctx.payload))
         ctx.pinned_deployment = origin or previous if has_sealed_state(ctx.payload) else None
@@ -180,7 +182,8 @@ class ResponsesCodec:
         if isinstance(output, list):
             state.responses.origins.remember(output, served.deployment)
         if ctx.payload.get("store") is not False:
-            state.responses.keep(ctx.agent, data, input_items(ctx.payload), served.deployment, served.provider)
+            continued, items = ctx.turn or (None, input_items(ctx.payload))
+            state.responses.keep(ctx.agent, data, items, served.deployment, served.provider, continued)
 
     def stream_filter(self, ctx: RequestContext) -> EventFilter:
         stream_filter = ResponsesStreamFilter(ctx)
