@@ -25,8 +25,9 @@ from router.wire import CHAT, MESSAGES, RESPONSES
 from router.wire.codec import EventFilter
 from router.wire.translate import stream_translator, translate_answer, upstream_request
 from router.wire.translate.responses_answers import chat_to_response, response_to_chat
+from router.wire.translate.responses_chunks import ResponsesToChat
 from router.wire.translate.responses_requests import chat_to_responses, responses_to_chat
-from router.wire.translate.responses_streams import ChatToResponses, ResponsesToChat
+from router.wire.translate.responses_streams import ChatToResponses
 from tests.policy_helpers import make_ctx
 from tests.spec import assert_matches
 
