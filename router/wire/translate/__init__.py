@@ -3,8 +3,8 @@
 
 The translators are our own, small and pure (see :mod:`router.wire.translate.requests`, ``answers`` and
 ``streams`` for chat <-> Messages; ``responses_requests``, ``responses_answers``, ``responses_streams`` and
-``responses_chunks`` for chat <-> Responses): litellm's Anthropic adapters drop ``cache_control`` and break thinking signatures. Chat is
-the hub: Messages <-> Responses is the two translations composed.
+``responses_chunks`` for chat <-> Responses): litellm's Anthropic adapters drop ``cache_control`` and break
+thinking signatures. Chat is the hub: Messages <-> Responses is the two translations composed.
 """
 
 from __future__ import annotations

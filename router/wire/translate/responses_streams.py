@@ -152,13 +152,14 @@ class ChatToResponses:
         if self._kind() != "message":
             self._add(message_item(new_id("msg_"), [], "in_progress"), out)
         assert self._open is not None
-        index = len(self._open["content"])
         if self._part != part_type:
             self._close_part(out)
             self._part = part_type
             self._text = ""
-            out.append(self._event("response.content_part.added", **self._at(), content_index=index,
+            out.append(self._event("response.content_part.added", **self._at(),
+                                   content_index=len(self._open["content"]),
                                    part=_part(part_type, "")))
+        index = len(self._open["content"])  # the open part's: finished parts are in the item already
         self._text += text
         extra: dict[str, Any] = {"logprobs": []} if part_type == "output_text" else {}
         out.append(self._event(_PART_EVENTS[part_type][0] + ".delta", **self._at(), content_index=index,
