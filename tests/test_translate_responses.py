@@ -642,9 +642,10 @@ def _mangled_chunks() -> list[bytes]:
 def test_mangled_upstream_events_are_skipped_and_streams_still_close() -> None:
     events = _check_responses_events(_run(ChatToResponses(_ctx({"input": "hi"})), _mangled_chunks()))
     assert events[-1]["type"] == "response.completed" and events[-1]["response"]["output"] == []
-    mangled = _mangled_chunks() + [_r("response.output_item.added", output_index="x", item={"type": "function_call"}),
-                                   _r("response.function_call_arguments.delta", output_index=9, delta="{}"),
-                                   _r("response.output_item.done", output_index=0, item=None),
-                                   _r("response.completed", response="not an object")]
+    mangled = [*_mangled_chunks(),
+               _r("response.output_item.added", output_index="x", item={"type": "function_call"}),
+               _r("response.function_call_arguments.delta", output_index=9, delta="{}"),
+               _r("response.output_item.done", output_index=0, item=None),
+               _r("response.completed", response="not an object")]
     completion = _accumulate_chat(_run(ResponsesToChat("m"), mangled))
     assert completion.choices[0].finish_reason == "stop" and completion.choices[0].message.tool_calls is None
