@@ -392,8 +392,9 @@ def _check_responses_events(out: list[bytes]) -> list[dict[str, Any]]:
     return events
 
 
-async def _sdk_final_response(out: list[bytes], tools: list[dict[str, Any]]) -> Any:
-    """Serve the events as a real SSE stream on 127.0.0.1 and accumulate them with the openai SDK."""
+async def _sdk_final_response(out: list[bytes], tools: list[dict[str, Any]]) -> tuple[list[Any], Any]:
+    """Serve the events as a real SSE stream on 127.0.0.1 and read them with the openai SDK's stream helper:
+    its events, and its final response (the terminal event's response when that is not ``response.completed``)."""
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
@@ -413,9 +414,11 @@ async def _sdk_final_response(out: list[bytes], tools: list[dict[str, Any]]) -> 
     client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0)
     try:
         async with client.responses.stream(model="public", input="weather?", tools=tools) as stream:  # type: ignore[arg-type]
-            kinds = [event.type async for event in stream]
+            events = [event async for event in stream]
+            if events[-1].type != "response.completed":  # the helper's final response needs response.completed
+                return events, events[-1].response  # type: ignore[union-attr]
             final = await stream.get_final_response()
-        return kinds, final
+        return events, final
     finally:
         await client.close()
         await runner.cleanup()
@@ -429,8 +432,8 @@ def test_chat_stream_with_parallel_calls_read_by_the_openai_sdk() -> None:
     assert events[-1]["type"] == "response.completed"
     deltas = [e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"]
     assert deltas == ["{\"ci", "ty\": \"P", "aris\"}", "{\"city\"", ": \"Rome\"}"]
-    kinds, final = asyncio.run(_sdk_final_response(out, tools))
-    assert kinds[-1] == "response.completed"
+    sdk_events, final = asyncio.run(_sdk_final_response(out, tools))
+    assert sdk_events[-1].type == "response.completed"
     assert final.status == "completed" and final.model == "fast"
     assert [item.type for item in final.output] == ["reasoning", "message", "function_call", "function_call"]
     assert final.output_text == "Let me check."
@@ -649,3 +652,19 @@ def test_mangled_upstream_events_are_skipped_and_streams_still_close() -> None:
                _r("response.completed", response="not an object")]
     completion = _accumulate_chat(_run(ResponsesToChat("m"), mangled))
     assert completion.choices[0].finish_reason == "stop" and completion.choices[0].message.tool_calls is None
+
+
+def test_incomplete_and_failed_streams_read_by_the_openai_sdk() -> None:
+    out = _run(ChatToResponses(_ctx({"model": "public", "input": "hi", "stream": True})),
+               [_chunk({"content": "a long"}), _chunk({}, "length"),
+                _chunk(None, usage={"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12})])
+    sdk_events, final = asyncio.run(_sdk_final_response(out, []))
+    assert sdk_events[-1].type == "response.incomplete" and final.status == "incomplete"
+    assert final.incomplete_details.reason == "max_output_tokens"
+    assert final.output[0].content[0].text == "a long" and final.usage.output_tokens == 9
+
+    failed = _run(ChatToResponses(_ctx({"model": "public", "input": "hi", "stream": True})),
+                  [_chunk({"content": "a"}), orjson.dumps({"error": {"message": "boom"}})])
+    sdk_events, final = asyncio.run(_sdk_final_response(failed, []))
+    assert [e.type for e in sdk_events[-2:]] == ["error", "response.failed"]
+    assert sdk_events[-2].message == "boom" and final.status == "failed" and final.error.message == "boom"
