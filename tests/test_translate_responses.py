@@ -20,13 +20,14 @@ from openai.types.responses import Response, ResponseStreamEvent
 
 from router.config.schema import DeploymentSpec
 from router.context import RequestContext
-from router.errors import RequestNotForwardable, UpstreamServerError
+from router.errors import InvalidRequest, RequestNotForwardable, UpstreamServerError
 from router.wire import CHAT, MESSAGES, RESPONSES
 from router.wire.codec import EventFilter
 from router.wire.translate import stream_translator, translate_answer, upstream_request
 from router.wire.translate.responses_answers import chat_to_response, response_to_chat
+from router.wire.translate.responses_chunks import ResponsesToChat
 from router.wire.translate.responses_requests import chat_to_responses, responses_to_chat
-from router.wire.translate.responses_streams import ChatToResponses, ResponsesToChat
+from router.wire.translate.responses_streams import ChatToResponses
 from tests.policy_helpers import make_ctx
 from tests.spec import assert_matches
 
@@ -391,8 +392,9 @@ def _check_responses_events(out: list[bytes]) -> list[dict[str, Any]]:
     return events
 
 
-async def _sdk_final_response(out: list[bytes], tools: list[dict[str, Any]]) -> Any:
-    """Serve the events as a real SSE stream on 127.0.0.1 and accumulate them with the openai SDK."""
+async def _sdk_final_response(out: list[bytes], tools: list[dict[str, Any]]) -> tuple[list[Any], Any]:
+    """Serve the events as a real SSE stream on 127.0.0.1 and read them with the openai SDK's stream helper:
+    its events, and its final response (the terminal event's response when that is not ``response.completed``)."""
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
@@ -412,9 +414,11 @@ async def _sdk_final_response(out: list[bytes], tools: list[dict[str, Any]]) -> 
     client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0)
     try:
         async with client.responses.stream(model="public", input="weather?", tools=tools) as stream:  # type: ignore[arg-type]
-            kinds = [event.type async for event in stream]
+            events = [event async for event in stream]
+            if events[-1].type != "response.completed":  # the helper's final response needs response.completed
+                return events, events[-1].response  # type: ignore[union-attr]
             final = await stream.get_final_response()
-        return kinds, final
+        return events, final
     finally:
         await client.close()
         await runner.cleanup()
@@ -428,8 +432,8 @@ def test_chat_stream_with_parallel_calls_read_by_the_openai_sdk() -> None:
     assert events[-1]["type"] == "response.completed"
     deltas = [e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta"]
     assert deltas == ["{\"ci", "ty\": \"P", "aris\"}", "{\"city\"", ": \"Rome\"}"]
-    kinds, final = asyncio.run(_sdk_final_response(out, tools))
-    assert kinds[-1] == "response.completed"
+    sdk_events, final = asyncio.run(_sdk_final_response(out, tools))
+    assert sdk_events[-1].type == "response.completed"
     assert final.status == "completed" and final.model == "fast"
     assert [item.type for item in final.output] == ["reasoning", "message", "function_call", "function_call"]
     assert final.output_text == "Let me check."
@@ -563,3 +567,104 @@ def test_messages_stream_to_responses_and_back_through_chat() -> None:
     message = at.Message.model_validate(snapshot.to_dict())
     assert message.stop_reason == "tool_use" and message.content[0].type == "text"
     assert message.content[1].type == "tool_use" and message.content[1].input == {"a": 1}
+
+
+def test_allowed_tools_and_verbosity_both_ways() -> None:
+    request = {"model": "m", "input": "hi", "text": {"verbosity": "low"},
+               "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": False}],
+               "tool_choice": {"type": "allowed_tools", "mode": "required", "tools": [{"type": "function",
+                                                                                      "name": "f"}]}}
+    chat = responses_to_chat(request, DEPLOYMENT)
+    assert_matches("CreateChatCompletionRequest", chat)
+    assert chat["verbosity"] == "low" and chat["tool_choice"] == {
+        "type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": [{"type": "function",
+                                                                                  "function": {"name": "f"}}]}}
+    back = chat_to_responses(chat, DEPLOYMENT)
+    _assert_responses_request({**back, "input": []})
+    assert back["tool_choice"] == request["tool_choice"] and back["text"] == {"verbosity": "low"}
+    hosted = {**request, "tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": [{"type": "web_search"}]}}
+    with pytest.raises(RequestNotForwardable, match="non-function"):
+        responses_to_chat(hosted, DEPLOYMENT)
+
+
+@pytest.mark.parametrize("payload", [
+    {"input": 7}, {"input": [3]}, {"input": [{"role": "user"}]}, {"input": [{"role": "user", "content": [5]}]},
+    {"input": [{"role": "user", "content": [{"type": "input_text", "text": 1}]}]},
+    {"input": [{"role": "tool", "content": "x"}]},
+    {"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]},
+    {"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": {"a": 1}}]},
+    {"input": [{"type": "function_call_output", "call_id": "c", "output": 5}]},
+    {"input": "hi", "tools": {"type": "function"}}, {"input": "hi", "tools": [{"type": "function"}]},
+    {"input": "hi", "tool_choice": 3}, {"input": "hi", "tool_choice": {"type": "function"}},
+])
+def test_malformed_responses_requests_raise_only_typed_errors(payload: dict[str, Any]) -> None:
+    with pytest.raises((InvalidRequest, RequestNotForwardable)):
+        responses_to_chat({"model": "m", **payload}, DEPLOYMENT)
+
+
+@pytest.mark.parametrize("payload", [
+    {"messages": "x"}, {"messages": [{"role": "wizard", "content": "x"}]}, {"messages": [], "n": 2},
+    {"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": 3}}]}]},
+    {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]},
+    {"messages": [], "tools": [{"type": "custom", "custom": {"name": "g"}}]},
+    {"messages": [], "tool_choice": {"type": "custom", "custom": {"name": "g"}}},
+])
+def test_malformed_chat_requests_for_responses_raise_only_typed_errors(payload: dict[str, Any]) -> None:
+    with pytest.raises((InvalidRequest, RequestNotForwardable)):
+        chat_to_responses({"model": "m", **payload}, DEPLOYMENT)
+
+
+def test_refusals_whole_and_streamed() -> None:
+    refused = {"choices": [{"finish_reason": "stop", "message": {"role": "assistant", "content": None,
+                                                                  "refusal": "I can't help with that."}}]}
+    data = chat_to_response(refused, _ctx({"model": "public", "input": "hi"}))
+    assert_matches("Response", data)
+    assert data["output"][0]["content"] == [{"type": "refusal", "refusal": "I can't help with that."}]
+    assert response_to_chat(data, "m")["choices"][0]["message"]["refusal"] == "I can't help with that."
+
+    chunks = [_chunk({"content": "Well. "}), _chunk({"refusal": "I can't "}), _chunk({"refusal": "help."}),
+              _chunk({}, "stop")]
+    events = _check_responses_events(_run(ChatToResponses(_ctx({"input": "hi"})), chunks))
+    [message] = events[-1]["response"]["output"]
+    assert message["content"] == [{"type": "output_text", "text": "Well. ", "annotations": [], "logprobs": []},
+                                  {"type": "refusal", "refusal": "I can't help."}]
+    assert [e["content_index"] for e in events if e["type"] == "response.refusal.delta"] == [1, 1]
+    chat = _accumulate_chat(_run(ResponsesToChat("m"), [orjson.dumps(e) for e in events]))
+    assert chat.choices[0].message.content == "Well. " and chat.choices[0].message.refusal == "I can't help."
+
+
+def _mangled_chunks() -> list[bytes]:
+    shapes: list[Any] = [None, 1, "x", [], {"choices": "x"}, {"choices": [1]}, {"choices": [{"delta": 3}]},
+                         {"choices": [{"delta": {"content": 5, "tool_calls": "x"}}]},
+                         {"choices": [{"delta": {"tool_calls": [1, {"index": "a"}, {"index": 0, "function": 3}]}}]},
+                         {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"name": 4}}]}}]},
+                         {"usage": "lots"}, {"usage": {"prompt_tokens": -3}}, {"error": "not an object"}]
+    return [b"{broken", b""] + [orjson.dumps(shape) for shape in shapes]
+
+
+def test_mangled_upstream_events_are_skipped_and_streams_still_close() -> None:
+    events = _check_responses_events(_run(ChatToResponses(_ctx({"input": "hi"})), _mangled_chunks()))
+    assert events[-1]["type"] == "response.completed" and events[-1]["response"]["output"] == []
+    mangled = [*_mangled_chunks(),
+               _r("response.output_item.added", output_index="x", item={"type": "function_call"}),
+               _r("response.function_call_arguments.delta", output_index=9, delta="{}"),
+               _r("response.output_item.done", output_index=0, item=None),
+               _r("response.completed", response="not an object")]
+    completion = _accumulate_chat(_run(ResponsesToChat("m"), mangled))
+    assert completion.choices[0].finish_reason == "stop" and completion.choices[0].message.tool_calls is None
+
+
+def test_incomplete_and_failed_streams_read_by_the_openai_sdk() -> None:
+    out = _run(ChatToResponses(_ctx({"model": "public", "input": "hi", "stream": True})),
+               [_chunk({"content": "a long"}), _chunk({}, "length"),
+                _chunk(None, usage={"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12})])
+    sdk_events, final = asyncio.run(_sdk_final_response(out, []))
+    assert sdk_events[-1].type == "response.incomplete" and final.status == "incomplete"
+    assert final.incomplete_details.reason == "max_output_tokens"
+    assert final.output[0].content[0].text == "a long" and final.usage.output_tokens == 9
+
+    failed = _run(ChatToResponses(_ctx({"model": "public", "input": "hi", "stream": True})),
+                  [_chunk({"content": "a"}), orjson.dumps({"error": {"message": "boom"}})])
+    sdk_events, final = asyncio.run(_sdk_final_response(failed, []))
+    assert [e.type for e in sdk_events[-2:]] == ["error", "response.failed"]
+    assert sdk_events[-2].message == "boom" and final.status == "failed" and final.error.message == "boom"

@@ -2,9 +2,9 @@
 (whole or streamed, event by event) back. The executor calls this only when the two formats differ.
 
 The translators are our own, small and pure (see :mod:`router.wire.translate.requests`, ``answers`` and
-``streams`` for chat <-> Messages, ``responses_requests``, ``responses_answers`` and ``responses_streams`` for
-chat <-> Responses): litellm's Anthropic adapters drop ``cache_control`` and break thinking signatures. Chat is
-the hub: Messages <-> Responses is the two translations composed.
+``streams`` for chat <-> Messages; ``responses_requests``, ``responses_answers``, ``responses_streams`` and
+``responses_chunks`` for chat <-> Responses): litellm's Anthropic adapters drop ``cache_control`` and break
+thinking signatures. Chat is the hub: Messages <-> Responses is the two translations composed.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def translate_answer(source: str, target: str, data: dict[str, Any], ctx: Reques
 
 def stream_translator(source: str, target: str, ctx: RequestContext) -> EventFilter:
     """The event filter that turns a ``source``-format stream into the ``target`` caller's events."""
-    from router.wire.translate import responses_streams, streams
+    from router.wire.translate import responses_chunks, responses_streams, streams
 
     model = ctx.requested_model
     if source == CHAT and target == MESSAGES:
@@ -89,11 +89,11 @@ def stream_translator(source: str, target: str, ctx: RequestContext) -> EventFil
     if source == CHAT and target == RESPONSES:
         return responses_streams.ChatToResponses(ctx)
     if source == RESPONSES and target == CHAT:
-        return responses_streams.ResponsesToChat(model)
+        return responses_chunks.ResponsesToChat(model)
     if source == MESSAGES and target == RESPONSES:
         return responses_streams.Chained(streams.MessagesToChat(model), responses_streams.ChatToResponses(ctx))
     if source == RESPONSES and target == MESSAGES:
-        return responses_streams.Chained(responses_streams.ResponsesToChat(model), streams.ChatToMessages(model))
+        return responses_streams.Chained(responses_chunks.ResponsesToChat(model), streams.ChatToMessages(model))
     raise _untranslatable(target, source)
 
 

@@ -45,7 +45,10 @@ def responses_to_chat(payload: dict[str, Any], deployment: DeploymentSpec) -> di
     reasoning = payload.get("reasoning")
     if isinstance(reasoning, dict) and isinstance(reasoning.get("effort"), str):
         out["reasoning_effort"] = reasoning["effort"]
-    response_format = _response_format(payload.get("text"))
+    text = payload.get("text")
+    if isinstance(text, dict) and isinstance(text.get("verbosity"), str):
+        out["verbosity"] = text["verbosity"]
+    response_format = _response_format(text)
     if response_format is not None:
         out["response_format"] = response_format
     tools = payload.get("tools")
@@ -157,6 +160,14 @@ def _chat_tool_choice(choice: Any) -> Any:
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function":
         return {"type": "function", "function": {"name": _text(choice.get("name"), "tool_choice.name")}}
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        tools = [_dict(tool, f"tool_choice.tools.{i}") for i, tool in enumerate(_list(choice.get("tools"),
+                                                                                       "tool_choice.tools"))]
+        if any(tool.get("type") != "function" for tool in tools):
+            raise RequestNotForwardable("allowed_tools naming a non-function tool has no Chat Completions equivalent")
+        named = [{"type": "function", "function": {"name": _text(tool.get("name"), "tool_choice.tools.name")}}
+                 for tool in tools]
+        return {"type": "allowed_tools", "allowed_tools": {"mode": choice.get("mode", "auto"), "tools": named}}
     kind = choice.get("type") if isinstance(choice, dict) else choice
     raise RequestNotForwardable(f"the Responses tool_choice {kind!r} has no Chat Completions equivalent")
 
@@ -191,9 +202,14 @@ def chat_to_responses(payload: dict[str, Any], deployment: DeploymentSpec) -> di
             break
     if isinstance(payload.get("reasoning_effort"), str):
         out["reasoning"] = {"effort": payload["reasoning_effort"]}
+    text: dict[str, Any] = {}
     text_format = _text_format(payload.get("response_format"))
     if text_format is not None:
-        out["text"] = {"format": text_format}
+        text["format"] = text_format
+    if isinstance(payload.get("verbosity"), str):
+        text["verbosity"] = payload["verbosity"]
+    if text:
+        out["text"] = text
     tools = payload.get("tools")
     if tools is not None:
         out["tools"] = [_responses_tool(_dict(tool, f"tools.{i}"), f"tools.{i}")
@@ -204,6 +220,14 @@ def chat_to_responses(payload: dict[str, Any], deployment: DeploymentSpec) -> di
     elif isinstance(choice, dict) and choice.get("type") == "function":
         name = _dict(choice.get("function"), "tool_choice.function").get("name")
         out["tool_choice"] = {"type": "function", "name": _text(name, "tool_choice.function.name")}
+    elif isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        allowed = _dict(choice.get("allowed_tools"), "tool_choice.allowed_tools")
+        names = [_dict(_dict(tool, "tool_choice.allowed_tools.tools").get("function"),
+                       "tool_choice.allowed_tools.tools.function").get("name")
+                 for tool in _list(allowed.get("tools"), "tool_choice.allowed_tools.tools")]
+        out["tool_choice"] = {"type": "allowed_tools", "mode": allowed.get("mode", "auto"),
+                              "tools": [{"type": "function", "name": _text(name, "tool_choice.allowed_tools.name")}
+                                        for name in names]}
     elif choice is not None:
         raise RequestNotForwardable("this chat tool_choice has no Responses equivalent")
     out["store"] = False

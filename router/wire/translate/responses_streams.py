@@ -1,7 +1,8 @@
-"""A stream between Chat Completions and the Responses API, event by event, and :class:`Chained` for the
-Messages pairs (which go through chat). Each class is an :class:`~router.wire.codec.EventFilter`. Every
-Responses event this writes starts with its ``type`` (``{"type":"response....``: later stages read the type from
-the first bytes) and carries a ``sequence_number`` counting from 0."""
+"""A chat stream as the Responses API's event sequence (:class:`ChatToResponses`), and :class:`Chained` for
+the Messages pairs (which go through chat); the reverse direction is :mod:`router.wire.translate.responses_chunks`.
+Both are :class:`~router.wire.codec.EventFilter` s. Every Responses event written here starts with its ``type``
+(``{"type":"response....``: later stages read the type from the first bytes) and carries a ``sequence_number``
+counting from 0."""
 
 from __future__ import annotations
 
@@ -11,25 +12,31 @@ from typing import Any
 import orjson
 
 from router.context import RequestContext
-from router.errors import UpstreamServerError
 from router.wire.codec import EventFilter
-from router.wire.translate import vocab
 from router.wire.translate.responses_answers import (
     call_item,
-    finish_reason,
     message_item,
     reasoning_item,
     text_part,
 )
-from router.wire.translate.responses_vocab import chat_usage, new_id, response_object, responses_usage, status_of
+from router.wire.translate.responses_vocab import new_id, response_object, responses_usage, status_of
 
 
-def _load(payload: bytes) -> dict[str, Any] | None:
+def load_event(payload: bytes) -> dict[str, Any] | None:
+    """One event payload as an object; None when it is not one (skipped by the callers)."""
     try:
         event = orjson.loads(payload)
     except orjson.JSONDecodeError:
         return None
     return event if isinstance(event, dict) else None
+
+
+_PART_EVENTS = {"output_text": ("response.output_text", "text"), "refusal": ("response.refusal", "refusal")}
+"""A message part type -> its events' prefix and the field of its ``.done`` event."""
+
+
+def _part(part_type: str, text: str) -> dict[str, Any]:
+    return text_part(text) if part_type == "output_text" else {"type": "refusal", "refusal": text}
 
 
 class Chained:
@@ -66,6 +73,9 @@ class ChatToResponses:
         self._output: list[dict[str, Any]] = []
         self._open: dict[str, Any] | None = None
         self._text = ""
+        """The open item's text so far (message part, reasoning summary, or call arguments)."""
+        self._part: str | None = None
+        """The open message part's type (``output_text``, ``refusal``) or None."""
         self._calls: dict[int, int] = {}
         """Chat tool-call index -> output index."""
         self._finish: str | None = None
@@ -74,7 +84,7 @@ class ChatToResponses:
         self._ended = False
 
     def feed(self, payload: bytes) -> list[bytes]:
-        chunk = _load(payload)
+        chunk = load_event(payload)
         if chunk is None or self._ended:
             return []
         out = self._start()
@@ -127,19 +137,45 @@ class ChatToResponses:
             self._text += reasoning
             out.append(self._event("response.reasoning_summary_text.delta", **self._at(), summary_index=0,
                                    delta=reasoning))
-        text = delta.get("content")
-        if isinstance(text, str) and text:
-            if self._kind() != "message":
-                self._add(message_item(new_id("msg_"), [], "in_progress"), out)
-                out.append(self._event("response.content_part.added", **self._at(), content_index=0,
-                                       part=text_part("")))
-            self._text += text
-            out.append(self._event("response.output_text.delta", **self._at(), content_index=0, delta=text,
-                                   logprobs=[]))
+        for field, part_type in (("content", "output_text"), ("refusal", "refusal")):
+            text = delta.get(field)
+            if isinstance(text, str) and text:
+                self._message_delta(part_type, text, out)
         calls = delta.get("tool_calls")
         for call in calls if isinstance(calls, list) else []:
             if isinstance(call, dict):
                 self._call_delta(call, out)
+
+    def _message_delta(self, part_type: str, text: str, out: list[bytes]) -> None:
+        """Text or refusal into the open message item, in a content part of that type (a new part when the
+        type changes)."""
+        if self._kind() != "message":
+            self._add(message_item(new_id("msg_"), [], "in_progress"), out)
+        assert self._open is not None
+        if self._part != part_type:
+            self._close_part(out)
+            self._part = part_type
+            self._text = ""
+            out.append(self._event("response.content_part.added", **self._at(),
+                                   content_index=len(self._open["content"]),
+                                   part=_part(part_type, "")))
+        index = len(self._open["content"])  # the open part's: finished parts are in the item already
+        self._text += text
+        extra: dict[str, Any] = {"logprobs": []} if part_type == "output_text" else {}
+        out.append(self._event(_PART_EVENTS[part_type][0] + ".delta", **self._at(), content_index=index,
+                               delta=text, **extra))
+
+    def _close_part(self, out: list[bytes]) -> None:
+        if self._part is None or self._open is None:
+            return
+        prefix, field = _PART_EVENTS[self._part]
+        index = len(self._open["content"])
+        extra: dict[str, Any] = {"logprobs": []} if self._part == "output_text" else {}
+        out.append(self._event(prefix + ".done", **self._at(), content_index=index, **{field: self._text}, **extra))
+        part = _part(self._part, self._text)
+        out.append(self._event("response.content_part.done", **self._at(), content_index=index, part=part))
+        self._open["content"].append(part)
+        self._part = None
 
     def _call_delta(self, call: dict[str, Any], out: list[bytes]) -> None:
         position = call.get("index", 0)
@@ -182,11 +218,7 @@ class ChatToResponses:
         at = self._at()
         kind = item["type"]
         if kind == "message":
-            out.append(self._event("response.output_text.done", **at, content_index=0, text=self._text,
-                                   logprobs=[]))
-            part = text_part(self._text)
-            out.append(self._event("response.content_part.done", **at, content_index=0, part=part))
-            item["content"] = [part]
+            self._close_part(out)
         elif kind == "reasoning":
             part = {"type": "summary_text", "text": self._text}
             out.append(self._event("response.reasoning_summary_text.done", **at, summary_index=0, text=self._text))
@@ -222,105 +254,4 @@ class ChatToResponses:
         response = self._response("failed")
         response["error"] = {"code": "server_error", "message": message}
         out.append(self._event("response.failed", response=response))
-        return out
-
-
-class ResponsesToChat:
-    """Responses events -> chat chunks: a first chunk with the role, text and reasoning deltas, each
-    ``function_call`` item as a tool call (index, id, name, then argument fragments), the finish chunk and one
-    usage chunk from the terminal event. ``response.failed`` and ``error`` raise :class:`UpstreamServerError`
-    with the upstream's message, so the caller's stream ends with an error."""
-
-    def __init__(self, model: str) -> None:
-        self._model = model
-        self._id = vocab.completion_id(None)
-        self._created = int(time.time())
-        self._calls: dict[int, int] = {}
-        """Output index -> chat tool-call index."""
-        self._argued: set[int] = set()
-        """Output indexes of calls whose arguments came as deltas (else they come with the item's done)."""
-        self._started = False
-        self._ended = False
-
-    def feed(self, payload: bytes) -> list[bytes]:
-        event = _load(payload)
-        if event is None or self._ended:
-            return []
-        kind = event.get("type")
-        if kind in ("response.failed", "error"):
-            raw = event.get("response")
-            error = raw.get("error") if isinstance(raw, dict) else event
-            message = error.get("message") if isinstance(error, dict) else None
-            self._ended = True
-            raise UpstreamServerError(f"the upstream's response failed: {message or 'no reason given'}")
-        out = self._start(event.get("response"))
-        if kind in ("response.output_text.delta", "response.refusal.delta", "response.reasoning_summary_text.delta",
-                    "response.reasoning_text.delta"):
-            text = event.get("delta")
-            if isinstance(text, str) and text:
-                field = {"response.output_text.delta": "content", "response.refusal.delta": "refusal"}.get(
-                    kind, "reasoning_content")
-                out.append(self._chunk({field: text}))
-        elif kind == "response.output_item.added":
-            self._item_added(event, out)
-        elif kind == "response.function_call_arguments.delta":
-            self._arguments(event.get("output_index"), event.get("delta"), out)
-        elif kind == "response.output_item.done":
-            item = event.get("item")
-            index = event.get("output_index")
-            if isinstance(item, dict) and index not in self._argued:
-                self._arguments(index, item.get("arguments"), out)
-        elif kind in ("response.completed", "response.incomplete"):
-            out.extend(self._end(event.get("response")))
-        return out
-
-    def finish(self) -> list[bytes]:
-        if self._ended:
-            return []
-        return self._start(None) + self._end(None)
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-        return orjson.dumps({"id": self._id, "object": "chat.completion.chunk", "created": self._created,
-                             "model": self._model, "choices": [choice]})
-
-    def _start(self, response: Any) -> list[bytes]:
-        if self._started:
-            return []
-        self._started = True
-        if isinstance(response, dict) and isinstance(response.get("id"), str):
-            self._id = vocab.completion_id(response["id"].removeprefix("resp_"))
-        return [self._chunk({"role": "assistant", "content": ""})]
-
-    def _item_added(self, event: dict[str, Any], out: list[bytes]) -> None:
-        item = event.get("item")
-        index = event.get("output_index")
-        if not isinstance(item, dict) or item.get("type") != "function_call" or not isinstance(index, int) \
-                or not isinstance(item.get("name"), str) or index in self._calls:
-            return
-        position = len(self._calls)
-        self._calls[index] = position
-        call_id = item["call_id"] if isinstance(item.get("call_id"), str) else vocab.tool_id()
-        call = {"index": position, "id": call_id, "type": "function",
-                "function": {"name": item["name"], "arguments": ""}}
-        out.append(self._chunk({"tool_calls": [call]}))
-        arguments = item.get("arguments")
-        if isinstance(arguments, str) and arguments:
-            self._arguments(index, arguments, out)
-
-    def _arguments(self, index: Any, arguments: Any, out: list[bytes]) -> None:
-        position = self._calls.get(index) if isinstance(index, int) else None
-        if position is None or not isinstance(arguments, str) or not arguments:
-            return
-        self._argued.add(index)
-        out.append(self._chunk({"tool_calls": [{"index": position, "function": {"arguments": arguments}}]}))
-
-    def _end(self, response: Any) -> list[bytes]:
-        self._ended = True
-        data: dict[str, Any] = response if isinstance(response, dict) else {}
-        out = [self._chunk({}, finish_reason(data, bool(self._calls)))]
-        usage = chat_usage(data.get("usage"))
-        if usage is not None:
-            out.append(orjson.dumps({"id": self._id, "object": "chat.completion.chunk", "created": self._created,
-                                     "model": self._model, "choices": [], "usage": usage}))
         return out
