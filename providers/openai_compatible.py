@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import lru_cache
 from typing import Any
 
@@ -132,8 +132,7 @@ class OpenAICompatibleProvider:
             if resp.headers.get("content-type", "").startswith("application/json"):
                 raise json_in_place_of_stream(await read_body(resp, self.spec.max_response_bytes, self.name),
                                               self.name)
-            batches = self._responses_batches if call.wire == "responses" else self._batches
-            async for batch in batches(resp, call.timeout):
+            async for batch in self._batches(resp, call.timeout, call.wire):
                 done = type(batch) is LastBatch
                 yield batch
             done = True
@@ -145,55 +144,33 @@ class OpenAICompatibleProvider:
             if resp is not None:
                 end_response(resp, done)
 
-    async def _batches(self, resp: aiohttp.ClientResponse, stall_after: float) -> AsyncIterator[list[bytes]]:
-        """Events per network read, up to ``[DONE]``: the events before it in its read are yielded as a
-        LastBatch; the generator returns only after ``[DONE]`` and raises on any other end."""
+    async def _batches(self, resp: aiohttp.ClientResponse, stall_after: float,
+                       wire: str = "chat") -> AsyncIterator[list[bytes]]:
+        """Events per network read, up to the stream's end (chat's ``[DONE]``, left out; a Responses stream's
+        terminal event, kept): the events of the end's read are yielded as a LastBatch, and the generator returns
+        only after the end and raises on any other. An error event (chat's ``{"error"``, Responses' ``error``) is
+        the upstream's failure, classified, so the executor may still fall back before the first event."""
+        ends, error_prefix = _ENDS[wire]
         first = True
         async for batch in event_batches(resp, self.spec, self.name, stall_after):
             if first:
                 first_event_is_sane(batch[0], self.name)
                 first = False
             for i, payload in enumerate(batch):
-                if payload == _DONE:
-                    del batch[i:]
+                kept = ends(payload)
+                if kept is not None:
+                    del batch[i + kept:]
                     if batch:
                         yield LastBatch(batch)
                     return
-                if payload.startswith(b'{"error"'):
+                if payload.startswith(error_prefix):
                     if i:
                         yield batch[:i]
                     raise classify(502, payload, None, self.name)
             yield batch
         if first:
             raise UpstreamServerError(f"{self.name} ended its stream without sending an event")
-        raise UpstreamConnectionLost(f"{self.name} stream ended before [DONE]")
-
-    async def _responses_batches(self, resp: aiohttp.ClientResponse,
-                                 stall_after: float) -> AsyncIterator[list[bytes]]:
-        """A Responses stream: events up to its terminal one (``response.completed``, ``.incomplete`` or
-        ``.failed``), yielded with it as a LastBatch; an ``error`` event is the upstream's failure (classified, so
-        the executor may still fall back before the first event); any other end is a lost connection."""
-        first = True
-        async for batch in event_batches(resp, self.spec, self.name, stall_after):
-            if first:
-                first_event_is_sane(batch[0], self.name)
-                first = False
-            for i, payload in enumerate(batch):
-                head = payload[:40]
-                if payload == _DONE or (head.startswith(_TYPE_PREFIX) and _TERMINAL.search(head)):
-                    end = i if payload == _DONE else i + 1
-                    del batch[end:]
-                    if batch:
-                        yield LastBatch(batch)
-                    return
-                if head.startswith(_ERROR_EVENT):
-                    if i:
-                        yield batch[:i]
-                    raise classify(502, payload, None, self.name)
-            yield batch
-        if first:
-            raise UpstreamServerError(f"{self.name} ended its stream without sending an event")
-        raise UpstreamConnectionLost(f"{self.name} stream ended before its terminal event")
+        raise UpstreamConnectionLost(f"{self.name} stream ended before {_END_NAMES[wire]}")
 
     async def close(self) -> None:
         await self._session.close()
@@ -201,9 +178,24 @@ class OpenAICompatibleProvider:
 
 ENDPOINTS = {"chat": "/chat/completions", "responses": "/responses", "embeddings": "/embeddings"}
 """The path under ``base_url`` of each API an OpenAI-compatible upstream may serve."""
-_TYPE_PREFIX = b'{"type":"'
-_TERMINAL = re.compile(rb'\A\{"type":"response\.(?:completed|incomplete|failed)"')
-_ERROR_EVENT = b'{"type":"error"'
+_TERMINAL = re.compile(rb'\{"type":"response\.(?:completed|incomplete|failed)"')
+
+
+def _chat_end(payload: bytes) -> int | None:
+    """``[DONE]`` ends a chat stream and is not an event: keep none of it."""
+    return 0 if payload == _DONE else None
+
+
+def _responses_end(payload: bytes) -> int | None:
+    """A terminal event ends a Responses stream and is kept; a ``[DONE]`` some servers add ends it too."""
+    if payload == _DONE:
+        return 0
+    return 1 if _TERMINAL.match(payload) else None
+
+
+_ENDS: dict[str, tuple[Callable[[bytes], int | None], bytes]] = {
+    "chat": (_chat_end, b'{"error"'), "responses": (_responses_end, b'{"type":"error"')}
+_END_NAMES = {"chat": "[DONE]", "responses": "its terminal event"}
 
 
 async def event_batches(resp: aiohttp.ClientResponse, spec: ProviderSpec, where: str,

@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 
 from providers.base import ChatCall
 from router.api.asgi_io import Receive, Scope, Send, read_body
 from router.api.parse_messages import parse_messages_body
 from router.api.pipeline import metadata_headers, serve
+from router.api.pipeline_route import add_pipeline_route
 from router.api.request_id import new_request_id
 from router.context import RequestContext
 from router.errors import ProviderError
@@ -37,23 +38,8 @@ async def serve_messages(state: RouterState, scope: Scope, receive: Receive, sen
     await serve(codec_for(MESSAGES), state, scope, receive, send)
 
 
-async def _documented(request: Request) -> Response:
-    """Only reached when the app is mounted without :class:`router.app.RouterApp` in front."""
-    return _Delegated(request.app.state.router)
-
-
-class _Delegated(Response):
-    def __init__(self, state: RouterState) -> None:
-        super().__init__()
-        self._state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await serve_messages(self._state, scope, receive, send)
-
-
-api.add_api_route("/v1/messages", _documented, methods=["POST"],
-                  summary="Create a message (Anthropic Messages-compatible)",
-                  response_description="An Anthropic message, or an SSE stream of Messages events when stream=true")
+add_pipeline_route(api, "/v1/messages", serve_messages, "Create a message (Anthropic Messages-compatible)",
+                   "An Anthropic message, or an SSE stream of Messages events when stream=true")
 
 
 @api.post("/v1/messages/count_tokens", summary="Count the input tokens of a Messages request")

@@ -9,11 +9,11 @@ sent before any WebSocket is accepted, and the client's fallback starts immediat
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, Request
-from starlette.responses import Response
+from fastapi import APIRouter
 
 from router.api.asgi_io import JSON, Receive, Scope, Send, send_bytes
 from router.api.pipeline import serve
+from router.api.pipeline_route import add_pipeline_route
 from router.state import RouterState
 from router.wire import RESPONSES, codec_for
 
@@ -46,20 +46,5 @@ async def refuse_websocket(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "websocket.close", "code": 1008, "reason": "use HTTP POST /v1/responses"})
 
 
-async def _documented(request: Request) -> Response:
-    """Only reached when the app is mounted without :class:`router.app.RouterApp` in front."""
-    return _Delegated(request.app.state.router)
-
-
-class _Delegated(Response):
-    def __init__(self, state: RouterState) -> None:
-        super().__init__()
-        self._state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await serve_responses(self._state, scope, receive, send)
-
-
-api.add_api_route("/v1/responses", _documented, methods=["POST"],
-                  summary="Create a model response (OpenAI Responses-compatible)",
-                  response_description="A Response object, or an SSE stream of Responses events when stream=true")
+add_pipeline_route(api, "/v1/responses", serve_responses, "Create a model response (OpenAI Responses-compatible)",
+                   "A Response object, or an SSE stream of Responses events when stream=true")

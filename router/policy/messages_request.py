@@ -27,11 +27,11 @@ from typing import Any
 import orjson
 
 from router.context import RequestContext
-from router.errors import PolicyViolation
-from router.policy import lookalike_keys, messages_keys
-from router.policy.decide import ToolDecision, ToolPolicy, decide, policy_for
-from router.policy.events import record, record_decision
+from router.policy import messages_keys
+from router.policy.decide import policy_for
+from router.policy.events import record
 from router.policy.names import safe_name
+from router.policy.review import Review
 
 _VERSION = re.compile(r"_\d{8}\Z")
 
@@ -47,33 +47,8 @@ def block_input(block: dict[str, Any]) -> str | None:
     return orjson.dumps(value).decode() if isinstance(value, dict) else None
 
 
-class _Review:
-    def __init__(self, ctx: RequestContext, policy: ToolPolicy) -> None:
-        self.ctx, self.policy = ctx, policy
-        self.violations: list[str] = []
-        self.offered: set[str] = set()
-
-    def check(self, name: Any, arguments: str | None, stage: str, what: str) -> bool:
-        decision = decide(self.policy, name, arguments)
-        record_decision(self.ctx, self.policy, name, decision, stage)
-        if not decision.allowed:
-            self.violations.append(f"{what} {name!r}: {decision.reason}")
-        return decision.allowed
-
-    def refuse(self, reason: str, stage: str = "request") -> None:
-        record_decision(self.ctx, self.policy, None, ToolDecision(False, "unjudgeable", reason), stage)
-        self.violations.append(reason)
-
-    def lookalikes(self, node: Any, where: str) -> None:
-        found = messages_keys.find(node, where)
-        if found:
-            self.violations.extend(item.describe() for item in found)
-            for item in found:
-                record_decision(self.ctx, self.policy, None,
-                                ToolDecision(False, lookalike_keys.RULE, item.describe()), "request")
-            if self.policy.mode == "strip":
-                for item in found:
-                    item.remove()
+class _Review(Review):
+    find_lookalikes = staticmethod(messages_keys.find)
 
     def tool(self, tool: Any, i: int) -> bool:
         self.lookalikes(tool, f"tools[{i}]")
@@ -91,20 +66,6 @@ class _Review:
             return False
         self.offered.add(safe_name(name) or "")
         return True
-
-
-def _tools(review: _Review, payload: dict[str, Any], out: dict[str, Any]) -> list[Any] | None:
-    tools = payload.get("tools")
-    if tools is None:
-        return None
-    if not isinstance(tools, list):
-        review.refuse("tools is not a list, so its tools cannot be judged")
-        out["tools"] = []
-        return []
-    kept = [tool for i, tool in enumerate(tools) if review.tool(tool, i)]
-    if len(kept) != len(tools):
-        out["tools"] = kept
-    return kept
 
 
 def _mcp_servers(review: _Review, payload: dict[str, Any], out: dict[str, Any]) -> None:
@@ -230,22 +191,10 @@ def review_messages_request(ctx: RequestContext) -> None:
     review = _Review(ctx, policy)
     review.lookalikes(payload, "$")
     out: dict[str, Any] = {}
-    kept = _tools(review, payload, out)
+    kept = review.tools(payload, out)
     _choice(review, payload, kept, out)
     _mcp_servers(review, payload, out)
     messages = payload.get("messages")
     if isinstance(messages, list):
         _history(review, messages, out)
-    ctx.offered_tools = frozenset(review.offered - {""})
-    if not review.violations or policy.mode == "audit_only":
-        return
-    if policy.mode == "block":
-        raise PolicyViolation(f"role {policy.role!r} may not use: " + "; ".join(review.violations), param="tools")
-    for field, value in out.items():
-        if value is None:
-            payload.pop(field, None)
-        else:
-            payload[field] = value
-    if out.get("tools") == []:
-        payload.pop("tools", None)
-        payload.pop("tool_choice", None)
+    review.conclude(payload, out)

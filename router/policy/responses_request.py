@@ -24,11 +24,11 @@ from typing import Any
 import orjson
 
 from router.context import RequestContext
-from router.errors import PolicyViolation
-from router.policy import lookalike_keys, responses_keys
-from router.policy.decide import ToolDecision, ToolPolicy, decide, policy_for
-from router.policy.events import record, record_decision
+from router.policy import responses_keys
+from router.policy.decide import ToolPolicy, policy_for
+from router.policy.events import record
 from router.policy.names import safe_name
+from router.policy.review import Review
 
 _CHOICE_STRINGS = ("auto", "none", "required")
 
@@ -44,36 +44,13 @@ def tool_name(tool: dict[str, Any]) -> Any:
     return responses_keys.tool_family(kind) if isinstance(kind, str) else None
 
 
-class _Review:
+class _Review(Review):
+    find_lookalikes = staticmethod(responses_keys.find)
+
     def __init__(self, ctx: RequestContext, policy: ToolPolicy) -> None:
-        self.ctx, self.policy = ctx, policy
-        self.violations: list[str] = []
-        self.offered: set[str] = set()
+        super().__init__(ctx, policy)
         self.mcp_servers: dict[str, str] = {}
         """Server label -> the arguments its ``mcp`` tool was decided with (for past ``mcp_call`` items)."""
-
-    def check(self, name: Any, arguments: str | None, stage: str, what: str) -> bool:
-        decision = decide(self.policy, name, arguments)
-        record_decision(self.ctx, self.policy, name, decision, stage)
-        if not decision.allowed:
-            self.violations.append(f"{what} {name!r}: {decision.reason}")
-        return decision.allowed
-
-    def refuse(self, reason: str, stage: str = "request") -> None:
-        record_decision(self.ctx, self.policy, None, ToolDecision(False, "unjudgeable", reason), stage)
-        self.violations.append(reason)
-
-    def lookalikes(self, node: Any, where: str, stage: str = "request") -> None:
-        found = responses_keys.find(node, where)
-        if not found:
-            return
-        self.violations.extend(item.describe() for item in found)
-        for item in found:
-            record_decision(self.ctx, self.policy, None, ToolDecision(False, lookalike_keys.RULE, item.describe()),
-                            stage)
-        if self.policy.mode == "strip":
-            for item in found:
-                item.remove()
 
     def tool(self, tool: Any, i: int) -> bool:
         self.lookalikes(tool, f"tools[{i}]")
@@ -91,20 +68,6 @@ class _Review:
             self.mcp_servers[tool["server_label"]] = arguments
         self.offered.add(safe_name(name) or "")
         return True
-
-
-def _tools(review: _Review, payload: dict[str, Any], out: dict[str, Any]) -> list[Any] | None:
-    tools = payload.get("tools")
-    if tools is None:
-        return None
-    if not isinstance(tools, list):
-        review.refuse("tools is not a list, so its tools cannot be judged")
-        out["tools"] = []
-        return []
-    kept = [tool for i, tool in enumerate(tools) if review.tool(tool, i)]
-    if len(kept) != len(tools):
-        out["tools"] = kept
-    return kept
 
 
 def _choice(review: _Review, payload: dict[str, Any], kept: list[Any] | None, out: dict[str, Any]) -> None:
@@ -186,21 +149,9 @@ def review_responses_request(ctx: RequestContext) -> None:
     review = _Review(ctx, policy)
     review.lookalikes(payload, "$")
     out: dict[str, Any] = {}
-    kept = _tools(review, payload, out)
+    kept = review.tools(payload, out)
     _choice(review, payload, kept, out)
     items = payload.get("input")
     if isinstance(items, list):
         _history(review, items, out)
-    ctx.offered_tools = frozenset(review.offered - {""})
-    if not review.violations or policy.mode == "audit_only":
-        return
-    if policy.mode == "block":
-        raise PolicyViolation(f"role {policy.role!r} may not use: " + "; ".join(review.violations), param="tools")
-    for key, value in out.items():
-        if value is None:
-            payload.pop(key, None)
-        else:
-            payload[key] = value
-    if out.get("tools") == []:
-        payload.pop("tools", None)
-        payload.pop("tool_choice", None)
+    review.conclude(payload, out)
