@@ -2,8 +2,9 @@
 fallback in :mod:`bench.fake_upstream` when nginx is not installed.
 
 Both serve every mode of :mod:`bench.modes` under its own root: ``POST /plain/v1/chat/completions`` (a
-completion), ``/sse/v1/chat/completions`` (an SSE stream), ``/messages/v1/messages`` (an Anthropic message) and
-``/messages-sse/v1/messages`` (an Anthropic SSE stream). A contestant is pointed at ``/<mode>/v1`` as its OpenAI
+completion), ``/sse/v1/chat/completions`` (an SSE stream), ``/messages/v1/messages`` (an Anthropic message),
+``/messages-sse/v1/messages`` (an Anthropic SSE stream), ``/responses/v1/responses`` (a Responses ``Response``) and
+``/responses-sse/v1/responses`` (a Responses event stream). A contestant is pointed at ``/<mode>/v1`` as its OpenAI
 base URL, or at ``/<mode>`` as its Anthropic one.
 """
 
