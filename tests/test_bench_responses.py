@@ -20,6 +20,7 @@ import orjson
 import pytest
 from openai.types.responses import Response
 
+from bench import report
 from bench.contestants import AGENT_KEYS, ROUTER, start_contestant
 from bench.modes import MODES
 from bench.payloads import ANSWER_ARGS, ANSWER_TEXT, stream_body
@@ -126,3 +127,21 @@ def test_agent_router_with_the_bench_config_keeps_the_allowed_call(upstream: int
         _assert_bench_answer(_ask(_client(f"http://127.0.0.1:{server.port}/v1"), stream))
     finally:
         server.stop()
+
+
+def _sample(rps: float) -> dict[str, Any]:
+    return {"round": 1, "c1_p50_ms": 1.0, "c1_p99_ms": 2.0, "c32_rps": rps, "c32_p99_ms": 30.0, "rss_mb": 80.0,
+            "cold_start_s": 0.5, "errors": 0}
+
+
+def test_the_report_says_when_responses_miss_chats_cost() -> None:
+    samples = {mode: {ROUTER: [_sample(rps)]} for mode, rps in
+               (("plain", 2000.0), ("sse", 1000.0), ("responses", 1000.0), ("responses-sse", 950.0))}
+    checks = report.target_checks(report.figures(samples))
+    twins = {check["mode"]: check for check in checks if "chat_twin" in check}
+    assert twins["responses"]["met"] is False and twins["responses"]["value"] == 0.5
+    assert twins["responses-sse"]["met"] is True and twins["responses-sse"]["goal"] == 0.9
+    meta = {"when": "now", "method": "m", "notes": "n"}
+    markdown = report.markdown(report.figures(samples), checks, meta)
+    missed = [line for line in markdown.splitlines() if line.startswith("**Missed:**")]
+    assert len(missed) == 1 and "Responses, non-streaming" in missed[0] and "0.5×" in missed[0]
