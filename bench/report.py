@@ -164,6 +164,8 @@ def markdown(figs: dict[str, dict[str, dict[str, Any]]], checks: list[dict[str, 
 def _twin_verdicts(checks: list[dict[str, Any]]) -> list[str]:
     """One sentence per wire mode that misses "about chat's cost", so a reader of the Markdown cannot miss it."""
     missed = [c for c in checks if "chat_twin" in c and c["met"] is False]
-    return [""] + [f"**Missed:** on {MODE_TITLES[c['mode']]} agent-router does {c['shown']} its own throughput on "
-                   f"chat {MODE_TITLES[c['chat_twin']]} (target {c['goal']}×): this wire does not yet cost about what "
-                   f"chat costs." for c in missed] if missed else []
+    if not missed:
+        return []
+    return ["", *(f"**Missed:** on {MODE_TITLES[c['mode']]} agent-router does {c['shown']} its own throughput on "
+                  f"chat {MODE_TITLES[c['chat_twin']]} (target {c['goal']}×): this wire does not yet cost about what "
+                  f"chat costs." for c in missed)]
