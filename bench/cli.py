@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", help="comma-separated contestants "
                                        "(upstream,passthrough,passthrough-own,agent-router,litellm)")
     parser.add_argument("--modes", default=",".join(MODES),
-                        help=f"comma-separated, of {', '.join(MODES)} (default all): chat and Anthropic Messages, "
-                             f"whole answers and streams")
+                        help=f"comma-separated, of {', '.join(MODES)} (default all): chat, Anthropic Messages and "
+                             f"OpenAI Responses, whole answers and streams")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results",
                         help="where latest.json and latest.md go (default bench/results)")
     return parser

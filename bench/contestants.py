@@ -61,12 +61,18 @@ def start_contestant(name: str, upstream_root: str, workdir: Path, cpu: int | No
 
 
 def litellm_config(upstream_root: str) -> str:
-    """``coder`` on the OpenAI-format upstream; ``claude-coder`` (the Messages modes) on the Anthropic-format one,
-    whose ``api_base`` is the root without ``/v1``, as for api.anthropic.com."""
+    """``coder`` and ``codex-coder`` (the Responses modes) on the OpenAI-format upstream; ``claude-coder`` (the
+    Messages modes) on the Anthropic-format one, whose ``api_base`` is the root without ``/v1``, as for
+    api.anthropic.com."""
     return f"""model_list:
   - model_name: coder
     litellm_params:
       model: openai/up-big
+      api_base: {upstream_root}/v1
+      api_key: sk-bench-upstream
+  - model_name: codex-coder
+    litellm_params:
+      model: openai/up-codex
       api_base: {upstream_root}/v1
       api_key: sk-bench-upstream
   - model_name: claude-coder

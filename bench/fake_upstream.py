@@ -1,7 +1,7 @@
 """A tiny fake upstream in pure Python (asyncio protocol, uvloop when present): the fallback for nginx.
 
 ``POST /<mode>/...`` answers that mode's canned answer (see :mod:`bench.modes`: a chat completion or stream, an
-Anthropic message or stream), any GET 200.
+Anthropic message or stream, a Responses ``Response`` or event stream), any GET 200.
 Run: ``python -m bench.fake_upstream --port 9000``.
 """
 

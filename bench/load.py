@@ -36,7 +36,8 @@ def wrk_available() -> bool:
 
 def run_load(tool: str, url: str, body_file: Path, keys: list[str], concurrency: int, seconds: float,
              cpu: int | None, wire: str = "chat") -> LoadResult:
-    """``wire`` is ``chat`` (keys sent as Bearer) or ``messages`` (as ``x-api-key``, with ``anthropic-version``)."""
+    """``wire`` is ``chat`` or ``responses`` (keys sent as Bearer) or ``messages`` (as ``x-api-key``, with
+    ``anthropic-version``)."""
     if tool == "wrk":
         return _wrk(url, body_file, keys, concurrency, seconds, cpu, wire)
     return _python(url, body_file, keys, concurrency, seconds, cpu, wire)

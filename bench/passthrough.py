@@ -3,10 +3,10 @@
 ``--stack starlette`` (the issue's reference floor): Starlette + uvicorn (uvloop, httptools) + one pooled
 keep-alive aiohttp session. ``--stack own``: the router's own hot-path parts, a plain ASGI callable on the same
 uvicorn and the providers' tuned aiohttp session (:mod:`providers.upstream_session`). Both relay
-``POST /v1/chat/completions`` and ``POST /v1/messages`` to the same path under the upstream's root, with the
-upstream credential in the wire's own header (``authorization`` or ``x-api-key``; ``anthropic-*`` headers are
-forwarded as sent). Both parse the body once with orjson (to see ``stream``), forward the raw bytes, and relay
-the answer's bytes as they arrive. No auth, policy, routing or accounting.
+``POST /v1/chat/completions``, ``POST /v1/responses`` and ``POST /v1/messages`` to the same path under the upstream's
+root, with the upstream credential in the wire's own header (``authorization`` for both OpenAI wires, ``x-api-key``
+for Messages; ``anthropic-*`` headers are forwarded as sent). Both parse the body once with orjson (to see
+``stream``), forward the raw bytes, and relay the answer's bytes as they arrive. No auth, policy, routing or accounting.
 Run: ``python -m bench.passthrough --port 9001 --upstream http://127.0.0.1:9000/plain [--stack own]``.
 """
 
@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-CHAT_PATH, MESSAGES_PATH = "/v1/chat/completions", "/v1/messages"
+CHAT_PATH, MESSAGES_PATH, RESPONSES_PATH = "/v1/chat/completions", "/v1/messages", "/v1/responses"
 UPSTREAM_KEY = "sk-bench-upstream"
 CHAT_HEADERS = {"content-type": "application/json", "authorization": f"Bearer {UPSTREAM_KEY}"}
 MESSAGES_HEADERS = {"content-type": "application/json", "x-api-key": UPSTREAM_KEY}
@@ -54,7 +54,7 @@ def build_app(upstream: str) -> Starlette:
         session = holder["session"]
         path = request.url.path
         url = root + path + (f"?{request.url.query}" if request.url.query else "")
-        headers = (CHAT_HEADERS if path == CHAT_PATH
+        headers = (CHAT_HEADERS if path != MESSAGES_PATH
                    else {**MESSAGES_HEADERS, **anthropic_headers(request.headers.raw)})
         if not payload.get("stream"):
             async with session.post(url, data=body, headers=headers) as resp:
@@ -73,8 +73,8 @@ def build_app(upstream: str) -> Starlette:
     async def ready(request: Request) -> Response:
         return JSONResponse({"status": "ready"})
 
-    return Starlette(routes=[Route(CHAT_PATH, relay_request, methods=["POST"]),
-                             Route(MESSAGES_PATH, relay_request, methods=["POST"]), Route("/readyz", ready)],
+    return Starlette(routes=[*(Route(path, relay_request, methods=["POST"])
+                               for path in (CHAT_PATH, RESPONSES_PATH, MESSAGES_PATH)), Route("/readyz", ready)],
                      lifespan=lifespan)
 
 
@@ -88,6 +88,7 @@ def build_own_app(upstream: str) -> Any:
     root = upstream.rstrip("/")
     spec = ProviderSpec(type="openai", base_url=root + "/v1", max_connections=256)
     sessions = {CHAT_PATH: UpstreamSession(spec, root + CHAT_PATH, CHAT_HEADERS),
+                RESPONSES_PATH: UpstreamSession(spec, root + RESPONSES_PATH, CHAT_HEADERS),
                 MESSAGES_PATH: UpstreamSession(spec, root + MESSAGES_PATH, MESSAGES_HEADERS)}
     json_type = [(b"content-type", b"application/json")]
     timeout = aiohttp.ClientTimeout(total=30)

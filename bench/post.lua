@@ -1,7 +1,7 @@
 -- wrk script: POST a JSON body read from a file, rotating over agent keys; print machine-readable figures.
 -- usage: wrk ... -s bench/post.lua URL -- BODY_FILE KEY1,KEY2,... [WIRE]
--- keys may be empty (no credential); WIRE "chat" (default) sends keys as Authorization: Bearer, "messages" as
--- x-api-key, with anthropic-version on every request, as an Anthropic client does.
+-- keys may be empty (no credential); WIRE "chat" (default) or "responses" sends keys as Authorization: Bearer,
+-- "messages" as x-api-key, with anthropic-version on every request, as an Anthropic client does.
 local requests_ = {}
 local n = 0
 

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 
 def _credential(wire: str, key: str) -> str:
-    """Chat clients send the key as Bearer; Messages clients as ``x-api-key``, always with ``anthropic-version``."""
+    """Chat and Responses clients send the key as Bearer; Messages clients as ``x-api-key``, always with
+    ``anthropic-version``."""
     if wire == "messages":
         return "anthropic-version: 2023-06-01\r\n" + (f"x-api-key: {key}\r\n" if key else "")
     return f"Authorization: Bearer {key}\r\n" if key else ""
@@ -96,7 +97,8 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--body", required=True)
     parser.add_argument("--keys", default="")
-    parser.add_argument("--wire", choices=("chat", "messages"), default="chat")
+    parser.add_argument("--wire", choices=("chat", "messages", "responses"), default="chat",
+                        help="chat and responses send the key as Bearer, messages as x-api-key")
     parser.add_argument("-c", type=int, default=1)
     parser.add_argument("-d", type=float, default=1.0)
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """One benchmark run: rounds of interleaved contestants (A B C A B C ...), each measured the same way.
 
-Per contestant and mode (:mod:`bench.modes`: chat or Messages, whole or streamed): start it (timing the cold
+Per contestant and mode (:mod:`bench.modes`: chat, Messages or Responses, whole or streamed): start it (timing the cold
 start), check one answer is right, warm up, then concurrency 1 and concurrency 32 for ``seconds`` each, then
 read its resident memory, then stop it.
 """
@@ -62,7 +62,7 @@ def check_answer(port: int, path: str, mode: Mode, keys: list[str]) -> str | Non
     conn.close()
     if resp.status != 200 or mode.whole_marker not in body:
         raise RuntimeError(f"unexpected answer on port {port} {path} ({mode.name}): {resp.status} {body[:400]!r}")
-    if mode.tool_name not in body:
+    if (mode.call_marker or mode.tool_name) not in body:
         return f"the {mode.title} answer lost its allowed {mode.tool_name.decode()} tool call"
     return None
 

@@ -2,8 +2,9 @@
 fallback in :mod:`bench.fake_upstream` when nginx is not installed.
 
 Both serve every mode of :mod:`bench.modes` under its own root: ``POST /plain/v1/chat/completions`` (a
-completion), ``/sse/v1/chat/completions`` (an SSE stream), ``/messages/v1/messages`` (an Anthropic message) and
-``/messages-sse/v1/messages`` (an Anthropic SSE stream). A contestant is pointed at ``/<mode>/v1`` as its OpenAI
+completion), ``/sse/v1/chat/completions`` (an SSE stream), ``/messages/v1/messages`` (an Anthropic message),
+``/messages-sse/v1/messages`` (an Anthropic SSE stream), ``/responses/v1/responses`` (a Responses ``Response``) and
+``/responses-sse/v1/responses`` (a Responses event stream). A contestant is pointed at ``/<mode>/v1`` as its OpenAI
 base URL, or at ``/<mode>`` as its Anthropic one.
 """
 
@@ -28,9 +29,21 @@ def _nginx_string(body: bytes) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
 
 
+_PIECE = 3000
+"""nginx refuses a config parameter over 4 KB, so a longer answer is set in pieces and returned joined."""
+
+
+def _location(name: str, answer_type: str, body: bytes) -> str:
+    pieces = [body[i:i + _PIECE] for i in range(0, len(body), _PIECE)]
+    if len(pieces) == 1:
+        return f"        location /{name}/ {{ default_type {answer_type}; return 200 {_nginx_string(body)}; }}"
+    sets = " ".join(f"set $answer{i} {_nginx_string(piece)};" for i, piece in enumerate(pieces))
+    joined = "".join(f"$answer{i}" for i in range(len(pieces)))
+    return f"        location /{name}/ {{ default_type {answer_type}; {sets} return 200 \"{joined}\"; }}"
+
+
 def _locations() -> str:
-    return "\n".join(f"        location /{mode.name}/ {{ default_type {mode.answer_type}; "
-                     f"return 200 {_nginx_string(mode.answer())}; }}" for mode in MODES.values())
+    return "\n".join(_location(mode.name, mode.answer_type, mode.answer()) for mode in MODES.values())
 
 
 def nginx_config(port: int, workdir: Path) -> str:

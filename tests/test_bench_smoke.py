@@ -1,5 +1,5 @@
 """The benchmark in smoke mode, so it cannot rot: every contestant starts, answers and is measured, in every mode
-(chat and Anthropic Messages, whole answers and streams).
+(chat, Anthropic Messages and OpenAI Responses, whole answers and streams).
 
 Figures are not asserted (a shared CI machine is too noisy for that); the full run is for people. It uses the
 pure-Python load generator and fake upstream, so CI needs neither wrk nor nginx. Ordered last by conftest.
@@ -21,7 +21,7 @@ def test_bench_smoke_runs_every_contestant_and_writes_results(tmp_path: Path) ->
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     result = json.loads((tmp_path / "latest.json").read_text())
     figures = result["figures"]
-    assert list(figures) == ["plain", "sse", "messages", "messages-sse"]
+    assert list(figures) == ["plain", "sse", "messages", "messages-sse", "responses", "responses-sse"]
     for mode, by_name in figures.items():
         assert set(by_name) == {"upstream", "passthrough", "passthrough-own", "agent-router"}, mode
         for name, fig in by_name.items():
@@ -36,4 +36,5 @@ def test_bench_smoke_runs_every_contestant_and_writes_results(tmp_path: Path) ->
     markdown = (tmp_path / "latest.md").read_text()
     assert "| agent-router |" in markdown and "pass-through" in markdown
     assert "| Messages, streaming (SSE) | agent-router |" in markdown
+    assert "| Responses, streaming (SSE) | agent-router |" in markdown
     assert "agent-router" in out.stdout and "req/s c=32" in out.stdout
