@@ -52,7 +52,8 @@ LIFECYCLE = frozenset(("response.created", "response.queued", "response.in_progr
 TERMINAL = frozenset(("response.completed", "response.incomplete", "response.failed"))
 _PLAIN = tuple(b'{"type":"response.%s"' % kind for kind in (
     b"output_text.delta", b"output_text.done", b"reasoning_summary_text.delta", b"reasoning_summary_text.done",
-    b"reasoning_text.delta", b"reasoning_text.done", b"refusal.delta", b"refusal.done"))
+    b"reasoning_text.delta", b"reasoning_text.done", b"refusal.delta", b"refusal.done", b"content_part.added",
+    b"content_part.done", b"reasoning_summary_part.added", b"reasoning_summary_part.done"))
 _ITEM_EVENTS = frozenset(("response.output_item.added", "response.output_item.done"))
 _SEQ = re.compile(rb'"sequence_number"\s*:\s*(\d+)')
 _DELTAS = {"response.function_call_arguments.delta": "arguments", "response.custom_tool_call_input.delta": "input"}
