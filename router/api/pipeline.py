@@ -230,6 +230,9 @@ async def _relay(codec: Codec, state: RouterState, ctx: RequestContext, first: l
         await close_stream(rest)
         if status == "ok" and codec.stateful:
             codec.kept(state, ctx, None)
+        # The codec's stream state refers back to ctx: drop the cycle now, so the stream's events are freed by
+        # reference counting, not left for the cyclic collector (whose full passes are long pauses under load).
+        ctx.stream_state = None
         state.finish(ctx, status=status)
     return closing, status == "ok" or codec.name == "chat"
 
