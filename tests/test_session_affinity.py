@@ -1,4 +1,5 @@
-"""A Claude Code session stays on the deployment that last served it while that deployment is in its plan."""
+"""A coding-agent session (Claude Code, Codex) stays on the deployment that last served it while that deployment is
+in its plan."""
 
 from __future__ import annotations
 
@@ -52,3 +53,18 @@ def test_memory_is_bounded(tmp_path: Path) -> None:
         affinity.remember(_ctx(tmp_path, f"s{i}", served="c"))
     assert affinity.apply(_ctx(tmp_path, "s0"), PLAN) is PLAN
     assert affinity.apply(_ctx(tmp_path, "s9"), PLAN).deployments[0] == "c"
+
+
+def test_codex_session_id_and_a_pinned_deployment(tmp_path: Path) -> None:
+    """Codex names its session in ``session_id``; a deployment the request's own state is pinned to (encrypted
+    reasoning) leads even a session's remembered one."""
+    affinity = SessionAffinity()
+    codex = _ctx(tmp_path, None, served="c")
+    codex.headers = {"session_id": "codex-1"}
+    affinity.remember(codex)
+    follow_up = _ctx(tmp_path, None)
+    follow_up.headers = {"session_id": "codex-1"}
+    assert affinity.apply(follow_up, PLAN).deployments == ("c", "a", "b")
+    follow_up.pinned_deployment = "b"
+    pinned = affinity.apply(follow_up, PLAN)
+    assert pinned.deployments == ("b", "a", "c") and "encrypted reasoning" in pinned.reason
