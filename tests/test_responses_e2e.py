@@ -184,3 +184,18 @@ def test_the_built_in_mock_answers_responses_with_no_config(tmp_path: Path) -> N
         assert "streamed hello" in final.output_text
     finally:
         router.stop()
+
+
+def test_a_streamed_response_is_stored_and_explained(router: RouterServer, upstream: FakeUpstream) -> None:
+    client = router.client()
+    upstream.queue("up-native", Text("streamed and stored"))
+    with client.responses.stream(model="native", input="keep this") as stream:
+        final = stream.get_final_response()
+    assert client.responses.retrieve(final.id).output_text == "streamed and stored"
+    explained = router.http().post("/v1/route/explain?api=responses", headers={"authorization": "Bearer test-key"},
+                                   json={"model": "crossing", "input": "hi", "previous_response_id": final.id})
+    assert explained.status_code == 200, explained.text
+    assert explained.json()["deployments"][:2] == ["native", "chatdep"]
+    wrong = router.http().post("/v1/route/explain?api=nope", headers={"authorization": "Bearer test-key"},
+                               json={"model": "crossing", "input": "hi"})
+    assert wrong.status_code == 400 and "error" in wrong.json()
