@@ -7,6 +7,8 @@ session), split routes (one arm per session) and session affinity (one deploymen
 from __future__ import annotations
 
 SESSION_HEADERS = ("x-claude-code-session-id", "session_id")
+CLIENT_HEADER_NAMES = frozenset(("session_id", "originator"))
+"""Codex CLI's session id and client name: headers without a prefix that records and rules read."""
 
 
 def session_of(headers: dict[str, str]) -> str | None:

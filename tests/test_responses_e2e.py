@@ -199,3 +199,23 @@ def test_a_streamed_response_is_stored_and_explained(router: RouterServer, upstr
     wrong = router.http().post("/v1/route/explain?api=nope", headers={"authorization": "Bearer test-key"},
                                json={"model": "crossing", "input": "hi"})
     assert wrong.status_code == 400 and "error" in wrong.json()
+
+
+def test_rules_match_the_responses_api_and_codex_headers(upstream: FakeUpstream, tmp_path: Path,
+                                                         start_router: Callable[..., RouterServer]) -> None:
+    (tmp_path / "routing_rules").mkdir()
+    (tmp_path / "routing_rules" / "10-codex.yaml").write_text("""
+rules:
+  - name: codex-sessions
+    when: {api: responses, headers: {originator: codex_cli_rs, session_id: "codex-*"}}
+    route: {deployments: [native-b]}
+""")
+    router = start_router(responses_config(upstream.url, f"rules: {tmp_path / 'routing_rules'}"),
+                          ledger_flush_interval=0.05)
+    upstream.queue("up-native-b", Text("codex rule"))
+    codex = router.client().responses.with_raw_response.create(
+        model="native", input="hi", extra_headers={"session_id": "codex-42", "originator": "codex_cli_rs"})
+    assert codex.headers["x-agent-router-rule"] == "codex-sessions"
+    assert codex.parse().output_text == "codex rule"
+    other = router.client().responses.with_raw_response.create(model="native", input="hi")
+    assert other.headers["x-agent-router-rule"] != "codex-sessions"

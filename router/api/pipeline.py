@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import orjson
 
 from providers.base import LastBatch
+from router.agent_session import CLIENT_HEADER_NAMES
 from router.api.asgi_io import (
     EVENT_STREAM,
     JSON,
@@ -66,14 +67,12 @@ def decision_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
 STAGE_HEADERS = ("x-agent-router-", "anthropic-", "x-claude-code-")
 """Request headers the stages read: the router's metadata (rules), ``anthropic-*`` (forwarded verbatim to a Messages
 upstream) and Claude Code's session and sub-agent ids (records, rules, session affinity)."""
-STAGE_HEADER_NAMES = frozenset(("session_id", "originator"))
-"""Codex CLI's session id (records, rules, session affinity) and client name."""
 
 
 def metadata_headers(headers: dict[str, str]) -> dict[str, str]:
     """The caller's request headers the stages read (names are lower-case); see :data:`STAGE_HEADERS`."""
     return {name: value for name, value in headers.items()
-            if name.startswith(STAGE_HEADERS) or name in STAGE_HEADER_NAMES}
+            if name.startswith(STAGE_HEADERS) or name in CLIENT_HEADER_NAMES}
 
 
 async def serve(codec: Codec, state: RouterState, scope: Scope, receive: Receive, send: Send) -> None:

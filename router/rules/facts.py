@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from router.agent_session import session_of
+from router.agent_session import CLIENT_HEADER_NAMES, session_of
 from router.context import RequestContext
 from router.tokens import prompt_bounds, prompt_ceiling, prompt_fits, prompt_tokens
 from router.wire import codec_for
@@ -18,9 +18,9 @@ OWN_NAMES = (HEADER_PREFIX, "x-claude-code-", "anthropic-")
 
 def header_name(name: str) -> str:
     """Rule files may write ``team`` for the header ``x-agent-router-team``; Claude Code's ``x-claude-code-*`` and
-    ``anthropic-*`` headers are matched under their own names."""
+    ``anthropic-*`` headers, and Codex's ``session_id`` and ``originator``, are matched under their own names."""
     name = name.lower()
-    return name if name.startswith(OWN_NAMES) else HEADER_PREFIX + name
+    return name if name.startswith(OWN_NAMES) or name in CLIENT_HEADER_NAMES else HEADER_PREFIX + name
 
 
 class RequestFacts:

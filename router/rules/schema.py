@@ -41,7 +41,8 @@ class MatchSpec(Strict):
     role: Patterns | None = None
     headers: dict[str, Patterns] | None = Field(
         default=None, description="x-agent-router-* request headers (the prefix may be left out), or Claude Code's "
-                                  "x-claude-code-* and anthropic-* headers by their full names.")
+                                  "x-claude-code-*, anthropic-* and Codex's session_id and originator headers by "
+                                  "their full names.")
     metadata: dict[str, Patterns] | None = Field(default=None, description="The OpenAI 'metadata' field's values.")
     user: Patterns | None = None
     api: Patterns | None = Field(default=None, description="The caller's wire format: chat, messages, responses or "
