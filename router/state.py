@@ -22,7 +22,7 @@ from router.ledger.audit_trail import AuditTrail
 from router.limits import Limits
 from router.provider_pool import ProviderPool
 from router.redact import protect_logs, router_redactor
-from router.response_store import ResponseStore
+from router.response_store import ResponseStore, SharedOrigins
 from router.session_affinity import SessionAffinity
 from router.settings import Settings
 from router.store.counters import Counters, CountersUnavailable, build_counters
@@ -64,7 +64,8 @@ class RouterState:
 
         self.audit = AuditTrail(self.database, self.counters, settings)
         self.ledger = Ledger(self.database, settings, self.audit.appender)
-        self.responses = ResponseStore(self.database, settings)
+        self.responses = ResponseStore(self.database, settings,
+                                       SharedOrigins(self.counters) if settings.redis_url else None)
         self.probe = StoreProbe(self.database, self.counters, self._database_pinged, self._redis_pinged)
         self.reloads = 0
         self.last_reload_error: str | None = None

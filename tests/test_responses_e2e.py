@@ -11,9 +11,10 @@ import openai
 import orjson
 import pytest
 
+from tests.backing_services import redis_prefix, require_redis
 from tests.fakes.behaviours import Error, Text, ToolCalls
 from tests.fakes.upstream import FakeUpstream
-from tests.harness import RouterServer
+from tests.harness import RouterServer, wait_until, write_config
 from tests.ledger_helpers import run_cli
 from tests.messages_helpers import request_rows
 from tests.responses_helpers import responses_config
@@ -219,3 +220,27 @@ rules:
     assert codex.parse().output_text == "codex rule"
     other = router.client().responses.with_raw_response.create(model="native", input="hi")
     assert other.headers["x-agent-router-rule"] != "codex-sessions"
+
+
+def test_a_fleet_shares_where_encrypted_reasoning_was_made(upstream: FakeUpstream, tmp_path: Path) -> None:
+    """Two replicas behind one Redis: a stateless follow-up (Codex sends the whole history each turn) that lands on
+    the replica that did not serve the first turn still goes to the deployment that sealed the reasoning."""
+    config = write_config(responses_config(upstream.url), str(tmp_path))
+    with redis_prefix() as prefix:
+        first, second = (RouterServer(config, database_url=f"sqlite:///{tmp_path / f'r{i}.db'}",
+                                      redis_url=require_redis(), redis_prefix=prefix).start() for i in range(2))
+        try:
+            upstream.seal = "sealed-by-native-b"
+            upstream.always("up-native", Error(503))
+            turn = first.client().responses.create(model="pair", input="think", store=False,
+                                                   include=["reasoning.encrypted_content"])
+            upstream.always("up-native", None)
+            upstream.seal = None
+            history = [{"role": "user", "content": "think"},
+                       *[item.model_dump(exclude_none=True) for item in turn.output], {"role": "user", "content": "on"}]
+            upstream.queue("up-native-b", Text("the other replica pinned it"))
+            assert wait_until(lambda: second.client().responses.create(
+                model="pair", input=history, store=False).output_text == "the other replica pinned it", timeout=5)
+        finally:
+            first.stop()
+            second.stop()

@@ -12,6 +12,7 @@ A lookup answers only the agent that created the response: another agent's id is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter, OrderedDict
@@ -46,7 +47,7 @@ TOMBSTONES = 10_000
 
 
 class ResponseStore:
-    def __init__(self, database: Database, settings: Settings) -> None:
+    def __init__(self, database: Database, settings: Settings, origins: ReasoningOrigins | None = None) -> None:
         self.database = database
         self.enabled = settings.responses_store
         self.retention = settings.responses_retention_hours * 3600.0
@@ -54,7 +55,7 @@ class ResponseStore:
         self.flush_interval = settings.ledger_flush_interval
         self.drain_timeout = settings.ledger_drain_timeout
         self.recent = RecentResponses(settings.responses_memory_items, settings.responses_memory_bytes)
-        self.origins = ReasoningOrigins()
+        self.origins = origins if origins is not None else ReasoningOrigins()
         self.not_stored: Counter[str] = Counter()
         """Responses refused by :meth:`keep`, per reason (each reason logged once, at info)."""
         self.unwritable = 0
@@ -293,6 +294,9 @@ class ResponseStore:
         except TimeoutError:
             log.error("responses: shutting down with the database unreachable (%s): %d stored responses are LOST",
                       self.problem, len(self._pending))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self.origins.close()
 
     def health(self) -> dict[str, str]:
         if not self.enabled:

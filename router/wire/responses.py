@@ -112,8 +112,9 @@ class ResponsesCodec:
         continued = ctx.payload.get("previous_response_id")
         ctx.turn = (continued if isinstance(continued, str) else None, list(input_items(ctx.payload)))
         previous = await expand_previous(state.responses, ctx)
-        origin = state.responses.origins.origin_of(input_items(ctx.payload))
-        ctx.pinned_deployment = origin or previous if has_sealed_state(ctx.payload) else None
+        if has_sealed_state(ctx.payload):
+            origin = await state.responses.origins.locate(input_items(ctx.payload))
+            ctx.pinned_deployment = origin or previous
 
     def review_request(self, ctx: RequestContext) -> None:
         review_responses_request(ctx)
