@@ -71,9 +71,12 @@ def load_snapshot(path: str | None = None) -> Snapshot:
     from router.rules.compile import compile_rules  # here: the rules package imports this module
 
     rule_set = compile_rules(spec, base_dir, doc, problems)
-    from router.policy.load import compile_tool_policies  # here: keeps config importable without policy
+    from router.mcp.config_check import mcp_cross_check
+    from router.policy.load import compile_mcp_policies, compile_tool_policies  # here: config imports no policy
 
     tool_policies = compile_tool_policies(spec, doc, problems)
+    mcp_policies = compile_mcp_policies(spec, doc, problems)
+    problems += mcp_cross_check(spec, doc)
     if problems:
         raise ConfigError(problems)
     digest = hashlib.sha256(doc.file.encode())
@@ -89,5 +92,5 @@ def load_snapshot(path: str | None = None) -> Snapshot:
         roles=dict(spec.roles),
         agents=dict(spec.agents),
         rules=rule_set.rules,
-        extras={"tool_policies": tool_policies, "rule_folders": rule_set.folders},
+        extras={"tool_policies": tool_policies, "mcp_policies": mcp_policies, "rule_folders": rule_set.folders},
     )

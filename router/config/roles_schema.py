@@ -64,6 +64,8 @@ class RoleSpec(Strict):
     on_violation: Literal["strip", "block", "audit_only"] = "strip"
     notice: str | None = Field(default=None, description="Text added to the answer when a tool call is removed.")
     limits: LimitSpec = Field(default_factory=LimitSpec)
+    mcp: RoleMcpSpec = Field(default_factory=lambda: RoleMcpSpec(),
+                             description="The tool plane: which MCP servers and tools (see mcp_schema).")
 
 
 class KeySpec(Strict):
@@ -79,3 +81,8 @@ class AgentSpec(Strict):
     description: str | None = None
     keys: list[KeySpec] = Field(default_factory=list)
     limits: LimitSpec = Field(default_factory=LimitSpec)
+
+
+from router.config.mcp_schema import RoleMcpSpec  # noqa: E402  (mcp_schema imports ToolRules from here)
+
+RoleSpec.model_rebuild()

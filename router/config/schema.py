@@ -133,6 +133,8 @@ class ConfigFile(Strict):
     policy: dict[str, Any] = Field(default_factory=dict)
     limits: LimitsSection = Field(default_factory=lambda: LimitsSection())
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
+    mcp_servers: dict[str, McpServerSpec] = Field(default_factory=dict, description="Upstream MCP servers, served "
+                                                  "to agents at /mcp/<name> and together at /mcp.")
 
     @field_validator("models", mode="before")
     @classmethod
@@ -152,6 +154,7 @@ def _as_model_spec(value: Any) -> Any:
 
 
 from router.config.limits_schema import LimitsSection  # noqa: E402  (imports Strict from here)
+from router.config.mcp_schema import McpServerSpec  # noqa: E402
 from router.config.roles_schema import AgentSpec, RoleSpec  # noqa: E402  (roles_schema imports Strict from here)
 
 ConfigFile.model_rebuild()

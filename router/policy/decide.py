@@ -120,9 +120,9 @@ def policy_version(name: str, role: RoleSpec) -> str:
 
 def compile_role(name: str, role: RoleSpec, max_call_bytes: int = DEFAULT_MAX_CALL_BYTES) -> ToolPolicy:
     """Compile one role; ConditionError with a location (relative to the role) when any part is invalid."""
-    if not role.models and not role.tools.allow:
-        raise ConditionError(f"role {name!r} is empty: it grants no models and no tools (list models and/or "
-                             "tools.allow)")
+    if not role.models and not role.tools.allow and not role.mcp.servers:
+        raise ConditionError(f"role {name!r} is empty: it grants no models, no tools and no MCP servers (list "
+                             "models, tools.allow and/or mcp.servers)")
     patterns: dict[str, list[tuple[str, re.Pattern[str]]]] = {"allow": [], "deny": []}
     for kind in ("allow", "deny"):
         for i, text in enumerate(getattr(role.tools, kind)):

@@ -10,8 +10,24 @@ from typing import Any
 
 from router.config.errors import ConfigProblem
 from router.config.yaml_source import YamlDoc
+from router.mcp.policy import McpPolicy, compile_mcp_role
 from router.policy.conditions import ConditionError
 from router.policy.decide import DEFAULT_MAX_CALL_BYTES, ToolPolicy, compile_role, max_call_bytes_of
+
+
+def compile_mcp_policies(spec: Any, doc: YamlDoc, problems: list[ConfigProblem]) -> dict[str, McpPolicy]:
+    """Compiled tool-plane policies by role name; each problem found is appended to ``problems``."""
+    try:
+        limit = max_call_bytes_of(spec.policy)
+    except ConditionError:
+        limit = DEFAULT_MAX_CALL_BYTES  # reported by compile_tool_policies
+    compiled: dict[str, McpPolicy] = {}
+    for name, role in spec.roles.items():
+        try:
+            compiled[name] = compile_mcp_role(name, role, limit)
+        except ConditionError as exc:
+            problems.append(doc.problem(("roles", name, *exc.loc), f"roles.{name}: {exc}"))
+    return compiled
 
 
 def compile_tool_policies(spec: Any, doc: YamlDoc, problems: list[ConfigProblem]) -> dict[str, ToolPolicy]:
