@@ -16,6 +16,7 @@ from router.api.error_handlers import install_error_handlers
 from router.api.openapi_errors import install_error_docs
 from router.api.request_id import RequestIdMiddleware
 from router.config import Snapshot, load_snapshot
+from router.mcp.gateway import McpGateway
 from router.reloader import Reloader
 from router.settings import Settings
 from router.state import RouterState
@@ -27,6 +28,7 @@ CHAT_PATH = "/v1/chat/completions"
 MESSAGES_PATH = "/v1/messages"
 RESPONSES_PATH = "/v1/responses"
 EMBEDDINGS_PATH = "/v1/embeddings"
+MCP_PATH = "/mcp"
 
 
 class RouterApp(FastAPI):
@@ -37,6 +39,7 @@ class RouterApp(FastAPI):
     docs)."""
 
     router_state: RouterState | None = None
+    mcp_gateway: McpGateway | None = None
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         state = self.router_state
@@ -55,7 +58,12 @@ class RouterApp(FastAPI):
             if path == EMBEDDINGS_PATH:
                 await embeddings.serve_embeddings(state, scope, receive, send)
                 return
-        elif (kind == "websocket" or (kind == "http" and _is_upgrade(scope))) and route_path(scope) == RESPONSES_PATH:
+        if self.mcp_gateway is not None and kind == "http":
+            path = route_path(scope)
+            if path == MCP_PATH or path.startswith(MCP_PATH + "/"):
+                await self.mcp_gateway(path, scope, receive, send)
+                return
+        if (kind == "websocket" or (kind == "http" and _is_upgrade(scope))) and route_path(scope) == RESPONSES_PATH:
             await responses.refuse_websocket(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
@@ -85,11 +93,17 @@ def create_app(settings: Settings | None = None, snapshot: Snapshot | None = Non
         state = RouterState(settings, snapshot)
         app.state.router = state
         await state.start()
+        gateway = McpGateway(state)
         app.router_state = state
         reloader = Reloader(state)
         reloader.start()
         try:
-            yield
+            async with gateway.running():
+                app.mcp_gateway = gateway
+                try:
+                    yield
+                finally:
+                    app.mcp_gateway = None
         finally:
             await reloader.close()
             app.router_state = None

@@ -85,6 +85,15 @@ class Settings(BaseSettings):
                                        "per request. Unset: on when OpenTelemetry is configured as the app is built "
                                        "(FASTAPI_OTEL_AUTO_CONFIGURE, an OTEL_*_EXPORTER or OTLP endpoint variable, "
                                        "or a global tracer provider already installed), else off.")
+    mcp_json_response: bool = Field(default=False, description="MCP gateway: answer each request with one JSON "
+                                    "body instead of an SSE stream (progress and server requests then cannot be "
+                                    "relayed during a call).")
+    mcp_session_idle_seconds: float = Field(default=1800.0, gt=0, description="MCP gateway: an agent session with "
+                                            "no request for this long is closed, with its upstream connections.")
+    mcp_max_sessions: int = Field(default=10_000, gt=0, description="MCP gateway: open agent sessions at most; "
+                                  "one more is refused with 503.")
+    mcp_max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="MCP gateway: largest request "
+                                       "body; larger is refused with 413.")
     ledger_flush_interval: float = Field(default=0.5, description="Seconds between batched writes of usage records "
                                          "and audit events.")
     ledger_batch_size: int = Field(default=500, description="Write sooner once this many requests wait.")

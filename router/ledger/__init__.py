@@ -18,6 +18,7 @@ on disk until the next start), ``reports`` (finance reports), ``timerange`` and
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from router.context import RequestContext
 from router.ledger.audit_chain import ChainAppender
@@ -25,6 +26,7 @@ from router.ledger.records import EndedRequest
 from router.ledger.refusals import is_unauthenticated
 from router.ledger.spill import spill_path
 from router.ledger.writer import LedgerWriter
+from router.mcp.records import ToolCallRecord
 from router.settings import Settings
 from router.store.database import Database
 
@@ -51,6 +53,10 @@ class Ledger:
             self.writer.count_refusal(ctx, time.time())
             return
         self.writer.put(EndedRequest(ctx, status, time.time(), (time.perf_counter() - ctx.started) * 1000.0))
+
+    def record_tool_call(self, record: ToolCallRecord, audit_events: list[dict[str, Any]]) -> None:
+        """Queue one MCP call's record and audit events (placeholder until the mcp_calls table lands)."""
+        del record, audit_events
 
     def health(self) -> dict[str, str]:
         return {"ledger": self.writer.health()}
