@@ -63,6 +63,11 @@ def _serve(args: argparse.Namespace) -> int:
         settings = _settings(args)
         logging.basicConfig(level=settings.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if settings.log_level.lower() != "debug":
+            # The MCP SDK and its HTTP client log every request, session and upstream URL at INFO: the gateway
+            # logs what matters itself, so theirs start at WARNING.
+            for noisy in ("mcp", "httpx2"):
+                logging.getLogger(noisy).setLevel(logging.WARNING)
         try:
             snapshot = load_snapshot(settings.config)
             app = create_app(settings, snapshot)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from router.store.credentials import url_secrets
 
 if TYPE_CHECKING:
+    from router.config.mcp_schema import McpServerSpec
     from router.config.schema import ProviderSpec
     from router.settings import Settings
 
@@ -126,7 +127,7 @@ class RedactingFilter(logging.Filter):
 
 
 LOG_FILTER = RedactingFilter()
-_LOGGER_ROOTS = ("agent_router", "providers")
+_LOGGER_ROOTS = ("agent_router", "providers", "mcp", "httpx2")
 
 
 def protect_logs(redactor: Redactor) -> None:
@@ -156,10 +157,23 @@ def provider_secrets(providers: Iterable[ProviderSpec]) -> list[str]:
     return found
 
 
-def router_redactor(settings: Settings, providers: Iterable[ProviderSpec]) -> Redactor:
+def mcp_secrets(servers: Iterable[McpServerSpec]) -> list[str]:
+    """Every MCP credential value (a role's token is a secret whatever its header or variable is called), and the
+    server-wide headers and variables with secret names."""
+    found: list[str] = []
+    for spec in servers:
+        found += [value for name, value in {**spec.headers, **spec.env}.items() if _SECRET_NAME.search(name)]
+        for credential in spec.credentials.values():
+            found += [value for value in (*credential.headers.values(), *credential.env.values()) if value]
+        found += url_secrets(spec.url)
+    return [value.removeprefix("Bearer ").strip() or value for value in found if value]
+
+
+def router_redactor(settings: Settings, providers: Iterable[ProviderSpec],
+                    mcp_servers: Iterable[McpServerSpec] = ()) -> Redactor:
     """The redactor of one config snapshot: its providers' secrets and the process's own (admin key, audit key,
     database and Redis passwords). Agent keys are known by hash only; their ``ar-`` shape is masked."""
-    found = provider_secrets(providers)
+    found = provider_secrets(providers) + mcp_secrets(mcp_servers)
     found += [settings.admin_key] if settings.admin_key else []
     found += [settings.audit_key.get_secret_value()] if settings.audit_key is not None else []
     found += url_secrets(settings.database_url) + url_secrets(settings.redis_url)

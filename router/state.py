@@ -107,7 +107,8 @@ class RouterState:
 
     def _bind(self, snapshot: Snapshot) -> Snapshot:
         """The snapshot with its live adapters and its redactor; the router's log lines mask its secrets too."""
-        redactor = router_redactor(self.settings, snapshot.provider_specs.values())
+        redactor = router_redactor(self.settings, snapshot.provider_specs.values(),
+                                   snapshot.spec.mcp_servers.values())
         protect_logs(redactor)
         return dataclasses.replace(self.pool.bind(snapshot), redactor=redactor)
 

@@ -26,13 +26,14 @@ from mcp.shared.message import ServerMessageMetadata
 
 from router.api.asgi_io import header_map
 from router.api.request_id import new_request_id
+from router.config.mcp_schema import McpCredential
 from router.errors import RouterError
 from router.mcp.caller import SCOPE_KEY, McpCaller, new_context
 from router.mcp.handlers import Handlers
 from router.mcp.policy import mcp_policy_for
 from router.mcp.records import ToolCallRecord
 from router.mcp.sessions import AgentSession, GatewaySessionManager, SessionRegistry
-from router.mcp.upstream import UpstreamHooks, UpstreamPool
+from router.mcp.upstream import PoolKey, UpstreamHooks, UpstreamPool, spec_digest
 
 if TYPE_CHECKING:
     from router.state import RouterState
@@ -92,7 +93,7 @@ class McpGateway:
     def __init__(self, state: RouterState) -> None:
         self.state = state
         settings = state.settings
-        self.pool = UpstreamPool()
+        self.pool = UpstreamPool(self._is_current)
         self.registry = SessionRegistry(self.pool.close_owner)
         self.handlers = Handlers(self)
         self.manager = GatewaySessionManager(
@@ -112,6 +113,14 @@ class McpGateway:
                 self._running = False
                 for owner in self.registry.owners():
                     await self.registry.ended(owner)
+
+    def _is_current(self, key: PoolKey) -> bool:
+        _, server, digest, credential_name = key
+        spec = self.state.snapshot.spec.mcp_servers.get(server)
+        if spec is None:
+            return False
+        credential = spec.credentials.get(credential_name) if credential_name else McpCredential()
+        return credential is not None and spec_digest(spec, credential) == digest
 
     # -- what handlers use --------------------------------------------------------------------------------------
     def new_request_id(self) -> str:

@@ -171,7 +171,10 @@ PoolKey = tuple[str, str, str, str]
 class UpstreamPool:
     """Every open upstream connection, by owner; closes idle ones and everything at shutdown."""
 
-    def __init__(self) -> None:
+    def __init__(self, is_current: Callable[[PoolKey], bool] | None = None) -> None:
+        self.is_current = is_current
+        """Whether a key still matches the config in force: a connection to a server whose config or credential a
+        reload changed is closed as soon as no call is in flight, not after its idle time."""
         self._connections: dict[PoolKey, UpstreamConnection] = {}
         self._opening: dict[PoolKey, anyio.Event] = {}
         self._group: TaskGroup | None = None
@@ -253,7 +256,8 @@ class UpstreamPool:
             await anyio.sleep(REAP_INTERVAL)
             now = time.monotonic()
             for key, conn in list(self._connections.items()):
-                if conn.dead or (conn.in_flight == 0 and now - conn.last_used > conn.spec.idle_seconds):
+                stale = self.is_current is not None and not self.is_current(key)
+                if conn.dead or (conn.in_flight == 0 and (stale or now - conn.last_used > conn.spec.idle_seconds)):
                     self._connections.pop(key, None)
                     await conn.close()
 
