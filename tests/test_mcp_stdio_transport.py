@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +31,26 @@ def text_of(result: Any) -> str:
     return block.text
 
 
-def gone(pgid: int) -> bool:
-    """No live process is left in the group. Zombies count as gone: an orphaned grandchild is reparented to
-    PID 1, which in some sandboxes never reaps it, though it is dead."""
+def gone(pgid: int, within: float = 2.0) -> bool:
+    """No live process is left in the group within ``within`` seconds (a SIGKILLed grandchild takes a moment to
+    die). Zombies count as gone: an orphan is reparented to PID 1, which in some sandboxes never reaps it."""
+    deadline = time.monotonic() + within
+    while _group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if int(fields[2]) == pgid and fields[0] != "Z":
-            return False
-    return True
+            return True
+    return False
 
 
 def test_session_over_stdio_sees_only_the_configured_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,3 +187,29 @@ def test_a_command_that_cannot_start_raises_oserror(tmp_path: Path) -> None:
 
     with pytest.raises(OSError):
         anyio.run(scenario)
+
+
+def test_big_results_progress_and_a_cancelled_hang(tmp_path: Path) -> None:
+    """A 3 MiB result spans many pipe reads; progress arrives; a timed-out call is cancelled upstream and the
+    session goes on."""
+    spec = stdio_spec(tmp_path)
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    async def scenario() -> tuple[int, str, str]:
+        async with stdio_transport(spec["command"], spec["args"], env={}, cwd=spec["cwd"]) as (read, write), \
+                ClientSession(read, write) as session:
+            with anyio.fail_after(20):
+                await session.initialize()
+                big = text_of(await session.call_tool("big", {"size": 3 * 1024 * 1024}))
+                slow = text_of(await session.call_tool("slow_progress", {"steps": 3}, progress_callback=on_progress))
+                with pytest.raises(MCPError):
+                    await session.call_tool("hang", {}, read_timeout_seconds=0.5)
+                after = text_of(await session.call_tool("get_issue", {"number": 1}))
+            return len(big), slow, after
+
+    assert anyio.run(scenario) == (3 * 1024 * 1024, "done", "issue 1")
+    assert seen == [1, 2, 3]
+    assert "notifications/cancelled" in [c["method"] for c in read_records(spec["record"])]

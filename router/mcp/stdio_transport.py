@@ -155,7 +155,8 @@ async def stdio_transport(command: str, args: Sequence[str], *, env: Mapping[str
     finally:
         with anyio.CancelScope(shield=True):
             await _stop(process)
-            await process.aclose()
+            with anyio.move_on_after(TERM_GRACE_SECONDS):  # only an unkillable process could hold this up
+                await process.aclose()
 
 
 async def _read_lines(process: Process, to_session: MemoryObjectSendStream[SessionMessage | Exception],

@@ -70,25 +70,35 @@ class FakeMcpServer:
         self.record = record
         self.name = name
         self.url = f"http://127.0.0.1:{port}/mcp"
+        self.log = record.with_suffix(".log")
+        """The server's own stdout and stderr."""
 
     @classmethod
     def start_http(cls, tmp_path: Path, name: str = "github") -> FakeMcpServer:
-        """Starts the server and returns once it accepts connections; raises if it is not up in 15 s."""
-        record = tmp_path / f"mcp-{name}-http.jsonl"
-        log = open(tmp_path / f"mcp-{name}-http.log", "ab")  # noqa: SIM115 - the child writes it for its life
-        port = _free_port()
-        process = subprocess.Popen([sys.executable, *server_args("http", record, name, port)], cwd=REPO_ROOT,
-                                   stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-        log.close()
-        server = cls(process, port, record, name)
+        """Starts the server and returns once it accepts connections; raises if it is not up in 15 s. A port
+        taken between choosing and binding it costs one more try."""
         deadline = time.monotonic() + START_TIMEOUT
-        while not _answers(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                tail = (tmp_path / f"mcp-{name}-http.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"fake MCP server {name!r} did not start on port {port}: {tail}")
-            time.sleep(0.05)
-        return server
+        for _ in range(3):
+            server = cls._spawn(tmp_path, name, _free_port())
+            while not _answers(server.port):
+                if server.process.poll() is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            else:
+                return server
+            server.kill()
+            if time.monotonic() > deadline:
+                break
+        tail = server.log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"fake MCP server {name!r} did not start on 127.0.0.1:{server.port}: {tail}")
+
+    @classmethod
+    def _spawn(cls, tmp_path: Path, name: str, port: int) -> FakeMcpServer:
+        record = tmp_path / f"mcp-{name}-http.jsonl"
+        with open(record.with_suffix(".log"), "ab") as log:
+            process = subprocess.Popen([sys.executable, *server_args("http", record, name, port)], cwd=REPO_ROOT,
+                                       stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        return cls(process, port, record, name)
 
     def calls(self) -> list[dict[str, Any]]:
         """Every request and notification the server has received, oldest first."""
