@@ -136,7 +136,8 @@ def test_garbage_and_overlong_lines_are_errors_in_the_stream(tmp_path: Path) -> 
         import sys
         sys.stdout.write("this is not json\\n")
         sys.stdout.write('{"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}' + "\\n")
-        sys.stdout.write("y" * 5000 + "\\n")
+        sys.stdout.write("y" * 150000 + "\\n")
+        sys.stdout.write("z" * 700000 + "\\n")
         sys.stdout.write("[1, 2]\\n")
         sys.stdout.write('{"jsonrpc": "2.0", "method": "notifications/prompts/list_changed"}' + "\\n")
         sys.stdout.flush()
@@ -144,7 +145,7 @@ def test_garbage_and_overlong_lines_are_errors_in_the_stream(tmp_path: Path) -> 
 
     async def scenario() -> list[SessionMessage | Exception]:
         got: list[SessionMessage | Exception] = []
-        async with stdio_transport(sys.executable, [str(script)], env={}, max_line_bytes=1000) as (read, _):
+        async with stdio_transport(sys.executable, [str(script)], env={}, max_line_bytes=200_000) as (read, _):
             with anyio.fail_after(10):
                 async for item in read:
                     got.append(item)
@@ -153,8 +154,10 @@ def test_garbage_and_overlong_lines_are_errors_in_the_stream(tmp_path: Path) -> 
     items = anyio.run(scenario)
     kinds = [type(item).__name__ for item in items]
     assert kinds == ["InvalidServerLine", "SessionMessage", "InvalidServerLine", "InvalidServerLine",
-                     "SessionMessage"]
-    assert "over the limit" in str(items[2])
+                     "InvalidServerLine", "SessionMessage"]
+    assert "not a JSON-RPC message (150000 bytes)" in str(items[2])  # under the limit: parsed, and refused
+    assert "over the limit" in str(items[3])  # 700 kB arrives in many reads; dropped, not kept
+    assert "not a JSON-RPC message" in str(items[4])
     assert all(isinstance(item, InvalidServerLine) for item in items if not isinstance(item, SessionMessage))
 
 

@@ -161,26 +161,36 @@ async def stdio_transport(command: str, args: Sequence[str], *, env: Mapping[str
 
 async def _read_lines(process: Process, to_session: MemoryObjectSendStream[SessionMessage | Exception],
                       max_line_bytes: int) -> None:
-    """Splits stdout into lines; a line over ``max_line_bytes`` is reported and skipped up to its newline."""
+    """Splits stdout into lines; a line over ``max_line_bytes`` is reported and skipped up to its newline. Only
+    each new chunk is scanned, so a long line costs linear time."""
     assert process.stdout is not None
-    buffer = b""
+    buffer = bytearray()
     skipping = False
     with suppress(anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
         while True:
-            buffer += await process.stdout.receive(_CHUNK)
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
+            chunk = await process.stdout.receive(_CHUNK)
+            start = 0
+            while (end := chunk.find(b"\n", start)) != -1:
                 if skipping:
                     skipping = False
-                elif line.strip():
-                    await to_session.send(parse_line(line) if len(line) <= max_line_bytes else _too_long(line))
-            if len(buffer) > max_line_bytes:
-                if not skipping:
+                else:
+                    buffer += chunk[start:end]
+                    line = bytes(buffer)
+                    buffer.clear()
+                    if len(line) > max_line_bytes:
+                        await to_session.send(_too_long(line))
+                    elif line.strip():
+                        await to_session.send(parse_line(line))
+                start = end + 1
+            if not skipping:
+                buffer += chunk[start:]
+                if len(buffer) > max_line_bytes:
                     await to_session.send(_too_long(buffer))
-                buffer, skipping = b"", True
+                    buffer.clear()
+                    skipping = True
 
 
-def _too_long(line: bytes) -> InvalidServerLine:
+def _too_long(line: bytes | bytearray) -> InvalidServerLine:
     return InvalidServerLine(f"a line from the server is over the limit ({len(line)}+ bytes); dropped")
 
 
