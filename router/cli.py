@@ -66,7 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
         if settings.log_level.lower() != "debug":
             # The MCP SDK and its HTTP client log every request, session and upstream URL at INFO: the gateway
             # logs what matters itself, so theirs start at WARNING.
-            for noisy in ("mcp", "httpx2"):
+            for noisy in ("mcp", "httpx2", "httpcore2", "sse_starlette"):
                 logging.getLogger(noisy).setLevel(logging.WARNING)
         try:
             snapshot = load_snapshot(settings.config)

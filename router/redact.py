@@ -84,6 +84,16 @@ class Redactor:
         return text if masked == text else masked
 
 
+    def values_only(self, text: str) -> str:
+        """``text`` with the configured values masked, and no credential-shaped guesses: for data a tool
+        returns, where an ``api_key=`` in a file's text is content, but the router's own token is not."""
+        masked = text
+        for value in self._values:
+            if value in masked:
+                masked = masked.replace(value, MASK)
+        return masked
+
+
 def _mask_value(match: re.Match[str]) -> str:
     keep = match.groupdict().get("keep")
     return MASK if keep is None else keep + MASK
@@ -127,7 +137,7 @@ class RedactingFilter(logging.Filter):
 
 
 LOG_FILTER = RedactingFilter()
-_LOGGER_ROOTS = ("agent_router", "providers", "mcp", "httpx2")
+_LOGGER_ROOTS = ("agent_router", "providers", "mcp", "httpx2", "sse_starlette")
 
 
 def protect_logs(redactor: Redactor) -> None:

@@ -138,7 +138,11 @@ async def forward(conn: UpstreamConnection, spec: McpServerSpec, tool: str, argu
     finally:
         conn.in_flight -= 1
         conn.touch()
-    size = len(result.model_dump_json(by_alias=True, exclude_none=True))
+    text = result.model_dump_json(by_alias=True, exclude_none=True)
+    size = len(text)
+    masked = conn.secrets.values_only(text)
+    if masked is not text and masked != text:  # the server echoed the role's own credential: never the agent's
+        result = types.CallToolResult.model_validate_json(masked)
     if size > spec.max_result_bytes:
         return CallOutcome(error_result(f"the result of '{tool}' is {size} bytes, above this server's limit of "
                                         f"{spec.max_result_bytes}"), "too_large", "result too large", size)

@@ -32,6 +32,7 @@ from mcp.shared.message import SessionMessage
 
 from router import __version__
 from router.config.mcp_schema import McpCredential, McpServerSpec
+from router.redact import Redactor
 
 log = logging.getLogger("agent_router.mcp")
 
@@ -108,9 +109,16 @@ class UpstreamConnection:
     in_flight: int = 0
     dead: bool = False
     tools: list[types.Tool] | None = None
+    secrets: Redactor = field(default_factory=Redactor, repr=False)
+    """The credential's own values: masked in whatever the server sends back to the agent."""
     """The server's tools as last listed (every page), until it says its list changed."""
     _done: anyio.Event = field(default_factory=anyio.Event)
     _closed: anyio.Event = field(default_factory=anyio.Event)
+
+    def __post_init__(self) -> None:
+        values = [*self.credential.headers.values(), *self.credential.env.values(), *self.spec.headers.values(),
+                  *self.spec.env.values()]
+        self.secrets = Redactor([*values, *(value.partition(" ")[2] for value in values)])
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Open the transport and the session, initialize, report ready; keep both until closed or dead."""
