@@ -19,7 +19,7 @@ import mcp.types as types
 import pytest
 
 from tests.fakes.mcp_fake import FakeMcpServer
-from tests.harness import RouterServer, write_config
+from tests.harness import RouterServer, wait_until, write_config
 from tests.mcp_helpers import gateway_config, mcp_session, text_of
 
 pytestmark = pytest.mark.timeout(120)
@@ -274,7 +274,10 @@ def test_progress_and_elicitation_are_relayed_both_ways(router: RouterServer) ->
     assert questions == ["favourite colour?"] and answer == "answer: blue"
 
 
-def test_a_hanging_server_gives_a_clear_error_and_cancellation_reaches_it(router: RouterServer) -> None:
+def test_a_hanging_server_gives_a_clear_error_and_cancellation_reaches_it(router: RouterServer,
+                                                                          github: FakeMcpServer) -> None:
+    cancels_before = len([r for r in github.calls() if r["method"] == "notifications/cancelled"])
+
     async def body() -> tuple[types.CallToolResult, float, str]:
         async with mcp_session(f"{router.url}/mcp/github", "reader-key") as session:
             started = time.monotonic()
@@ -288,6 +291,9 @@ def test_a_hanging_server_gives_a_clear_error_and_cancellation_reaches_it(router
     assert hung.is_error and "did not answer within 3s" in text_of(hung)
     assert took < 10
     assert after == "issue 2"
+    # the timed-out call and the one the agent cancelled were both cancelled at the server too
+    assert wait_until(lambda: len([r for r in github.calls() if r["method"] == "notifications/cancelled"])
+                      >= cancels_before + 2, timeout=10)
 
 
 def test_list_changed_is_relayed_and_the_new_tool_is_governed(router: RouterServer) -> None:
