@@ -76,7 +76,7 @@ def clear(url: str) -> None:
     """Empty the ledger tables (a module shares one database; each test starts clean)."""
     database = Database(url)
     try:
-        for table in ("usage_records", "audit_events", "audit_head"):
+        for table in ("usage_records", "mcp_calls", "audit_events", "audit_head"):
             database.execute(f"DELETE FROM {table}")
     finally:
         database.close()

@@ -79,8 +79,9 @@ def _strict_texts(values: TextValues) -> TextValues:
 
 def _stored(seq: int, event: dict[str, Any], strictly: bool = False) -> tuple[Any, ...]:
     """An event as it is stored, in :data:`FIELDS` order: known fields as text, ts to the microsecond, anything
-    else as sorted JSON in ``extra``; every text made storable (``storable``; ``strictly``: its strict form)
-    before it is hashed, so the hash covers what the database holds.
+    else (and the keys of an ``extra`` mapping the event gives) as sorted JSON in ``extra``; every text made
+    storable (``storable``; ``strictly``: its strict form) before it is hashed, so the hash covers what the
+    database holds.
 
     Runs once per event; the usual event (from the policy or identity stage: every text field present, a float
     ts, strings or None, nothing else) takes the first branch of each test.
@@ -96,8 +97,8 @@ def _stored(seq: int, event: dict[str, Any], strictly: bool = False) -> tuple[An
     if not _PLAIN.issuperset(map(type, texts)):
         texts = tuple(None if value is None else str(value) for value in texts)
     extra = None
-    if not complete and not _KNOWN.issuperset(event):
-        extra = _extra({k: v for k, v in event.items() if k not in _KNOWN})
+    if not complete and (not _KNOWN.issuperset(event) or "extra" in event):
+        extra = _extra_of(event)
     if strictly:
         texts, extra = _strict_texts(texts), strict(extra)
     else:
@@ -124,6 +125,18 @@ def _timestamp(value: Any) -> float:
     except (TypeError, ValueError):
         return time.time()
     return ts if math.isfinite(ts) else time.time()
+
+
+def _extra_of(event: dict[str, Any]) -> str | None:
+    """An event's ``extra``: its keys beyond :data:`FIELDS`, merged with its own ``extra`` mapping when it gives
+    one (the MCP gateway's ``{"server", "method", "session"}``); a top-level key wins over the same one inside."""
+    others = {k: v for k, v in event.items() if k not in _KNOWN}
+    given = event.get("extra")
+    if isinstance(given, dict):
+        others = {**given, **others}
+    elif given is not None:
+        others = {"extra": given, **others}
+    return _extra(others) if others else None
 
 
 def _extra(others: dict[str, Any]) -> str:

@@ -89,6 +89,8 @@ _REQUEST_ID = COLUMNS.index("request_id")
 _TOKENS = COLUMNS.index("prompt_tokens")
 """Where the charged block starts: prompt, completion, cached tokens, cost_nano, price_known, estimated."""
 _ESTIMATED = COLUMNS.index("estimated")
+_TOOL_CALL_REQUEST_ID = 1
+"""Where an ``mcp_calls`` row holds its request id (``tool_calls.COLUMNS``; asserted there)."""
 TEXT_POSITIONS: tuple[int, ...] = tuple(number for number, column in enumerate(fields(UsageRecord))
                                      if str(column.type).startswith("str"))
 """Where a row holds text (the values ``storable`` makes safe before they are written)."""
@@ -103,17 +105,21 @@ def flagged_estimated(row: Row) -> Row:
 
 @dataclass(slots=True)
 class FinishedRequest:
-    """The rows and audit events of one request, waiting in the writer's queue."""
+    """The rows and audit events of one request (or MCP tool call), waiting in the writer's queue."""
 
     rows: list[Row]
     audit_events: list[dict[str, Any]] = field(default_factory=list)
     estimate: Estimate | None = None
     deployment: DeploymentSpec | None = None
+    tool_calls: list[Row] = field(default_factory=list)
+    """``mcp_calls`` rows (see ``tool_calls``): a tool call has these and no usage ``rows``."""
 
     @property
     def request_id(self) -> str:
         if self.rows:
             return str(self.rows[0][_REQUEST_ID])
+        if self.tool_calls:
+            return str(self.tool_calls[0][_TOOL_CALL_REQUEST_ID])
         return str(self.audit_events[0].get("request_id")) if self.audit_events else "?"
 
     def resolve_estimate(self) -> None:

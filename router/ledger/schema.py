@@ -59,6 +59,36 @@ LEDGER_STEPS: list[str] = [
     ALTER TABLE usage_records ADD COLUMN parent_agent TEXT;
     CREATE INDEX IF NOT EXISTS usage_records_session ON usage_records (session_id)
     """,
+    # 5: MCP tool calls (router.mcp.records.ToolCallRecord), apart from usage: they carry no tokens or cost.
+    """
+    CREATE TABLE IF NOT EXISTS mcp_calls (
+        id {autoid},
+        ts DOUBLE PRECISION NOT NULL,
+        day TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        session TEXT,
+        agent TEXT,
+        role TEXT,
+        server TEXT NOT NULL,
+        method TEXT NOT NULL,
+        tool TEXT NOT NULL,
+        arguments_sha256 TEXT,
+        arguments TEXT,
+        arguments_bytes BIGINT NOT NULL,
+        decision TEXT NOT NULL,
+        rule TEXT,
+        reason TEXT,
+        outcome TEXT NOT NULL,
+        error TEXT,
+        latency_ms DOUBLE PRECISION NOT NULL,
+        result_bytes BIGINT NOT NULL,
+        credential TEXT,
+        policy_version TEXT
+    );
+    CREATE INDEX IF NOT EXISTS mcp_calls_ts ON mcp_calls (ts);
+    CREATE INDEX IF NOT EXISTS mcp_calls_server_tool ON mcp_calls (server, tool, ts);
+    CREATE INDEX IF NOT EXISTS mcp_calls_request ON mcp_calls (request_id)
+    """,
 ]
 
 AUDIT_STEPS: list[str] = [

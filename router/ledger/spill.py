@@ -2,16 +2,16 @@
 
 When the drain timeout passes with records still queued (the database unreachable), the writer appends each
 request's records to the spill file as one JSON line (``{"v": 1, "rows": [{column: value}...], "audit_events":
-[...]}``), then fsyncs the file and its directory. Appending never overwrites an earlier spill that was not
-replayed yet.
+[...]}``; an MCP tool call's line adds ``"tool_calls": [{column: value}]``), then fsyncs the file and its
+directory. Appending never overwrites an earlier spill that was not replayed yet.
 
 At the next start the file is claimed (renamed to ``<file>.replaying-<time>``; claims a crash left behind are
 picked up too) and its records are written like any others, in batches. Replay is idempotent: each batch checks,
 in the transaction that writes it, which of its requests are already stored (by the request id, kind, attempt
-and time of the request's first row; a request's rows and audit events are always committed together), so a
-process that dies mid-replay, or a write whose commit was in doubt at shutdown, never doubles a record. Audit
-events are chained when they are written, so the chain stays valid. A replayed claim is renamed
-``<file>.replayed-<time>`` (kept for the operator to delete).
+and time of the request's first row; a tool call by its request id and time; a request's rows and audit events
+are always committed together), so a process that dies mid-replay, or a write whose commit was in doubt at
+shutdown, never doubles a record. Audit events are chained when they are written, so the chain stays valid. A
+replayed claim is renamed ``<file>.replayed-<time>`` (kept for the operator to delete).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from router.ledger import tool_calls
 from router.ledger.audit_chain import stored_ts
 from router.ledger.records import COLUMNS, FinishedRequest
 from router.store.database import Database
@@ -49,7 +50,9 @@ def spill_path(setting: str | None, database_url: str) -> Path:
 
 def to_line(item: FinishedRequest) -> bytes:
     rows = [dict(zip(COLUMNS, row, strict=True)) for row in item.rows]
-    record = {"v": VERSION, "rows": rows, "audit_events": item.audit_events}
+    record: dict[str, Any] = {"v": VERSION, "rows": rows, "audit_events": item.audit_events}
+    if item.tool_calls:
+        record["tool_calls"] = [dict(zip(tool_calls.COLUMNS, row, strict=True)) for row in item.tool_calls]
     return orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n"
 
 
@@ -58,7 +61,8 @@ def from_line(line: bytes) -> FinishedRequest:
     if not isinstance(record, dict) or record.get("v") != VERSION:
         raise ValueError("not a spill record of version 1")
     rows = [tuple(row.get(column) for column in COLUMNS) for row in record.get("rows") or []]
-    return FinishedRequest(rows, list(record.get("audit_events") or []))
+    calls = [tuple(row.get(column) for column in tool_calls.COLUMNS) for row in record.get("tool_calls") or []]
+    return FinishedRequest(rows, list(record.get("audit_events") or []), tool_calls=calls)
 
 
 def spill(path: Path, items: list[FinishedRequest]) -> None:
@@ -138,6 +142,8 @@ def identity(item: FinishedRequest) -> tuple[Any, ...]:
     if item.rows:
         row = item.rows[0]
         return ("row", row[_REQUEST_ID], row[_KIND], row[_ATTEMPT], row[_TS])
+    if item.tool_calls:
+        return ("tool_call", *tool_calls.key_of(item.tool_calls[0]))
     event = item.audit_events[0] if item.audit_events else {}
     return ("event", event.get("request_id"), event.get("action"), event.get("ts"))
 
@@ -152,7 +158,9 @@ def not_stored(database: Database, cursor: Any, items: list[FinishedRequest]) ->
         cursor.execute(database.sql(f"SELECT request_id, kind, attempt, ts FROM usage_records WHERE request_id IN "
                                     f"({', '.join('?' * len(chunk))})"), chunk)
         stored.update(("row", r[0], r[1], int(r[2]), float(r[3])) for r in cursor.fetchall())
-    events = [item for item in items if not item.rows and item.audit_events]
+    calls = [item.tool_calls[0] for item in items if not item.rows and item.tool_calls]
+    stored_calls = tool_calls.stored_keys(database, cursor, calls) if calls else set()
+    events = [item for item in items if not item.rows and not item.tool_calls and item.audit_events]
     seen_events: set[tuple[Any, ...]] = set()
     event_ids = sorted({str(item.audit_events[0].get("request_id")) for item in events})
     for start in range(0, len(event_ids), _IDS_PER_QUERY):
@@ -165,6 +173,9 @@ def not_stored(database: Database, cursor: Any, items: list[FinishedRequest]) ->
         if item.rows:
             key = identity(item)
             if ("row", key[1], key[2], int(key[3]), float(key[4])) in stored:
+                continue
+        elif item.tool_calls:
+            if tool_calls.key_of(item.tool_calls[0]) in stored_calls:
                 continue
         elif item.audit_events:
             event = item.audit_events[0]

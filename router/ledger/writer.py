@@ -3,12 +3,12 @@
 The event loop only queues a reference to each ended request (:class:`EndedRequest`); its rows are built, its
 tokens estimated when needed, and its audit events hashed on the database thread, a whole batch at a time. A
 background task flushes every ``flush_interval`` seconds, or sooner once ``batch_size`` requests wait, in one
-transaction per batch (usage rows and chained audit events together, in bulk: see ``bulk``). While the
-database is unreachable the built records stay queued (at most ``max_pending`` requests; beyond that the oldest
-are dropped, loudly) and the writer retries with backoff. :meth:`close` drains the queue before returning, for
-at most ``drain_timeout`` seconds: what the database has not taken by then is appended to the spill file and
-written at the next start (see ``spill``), so a graceful shutdown loses nothing even while the database is
-unreachable.
+transaction per batch (usage rows, MCP tool-call rows and chained audit events together, in bulk: see
+``bulk``). While the database is unreachable the built records stay queued (at most ``max_pending`` requests;
+beyond that the oldest are dropped, loudly) and the writer retries with backoff. :meth:`close` drains the queue
+before returning, for at most ``drain_timeout`` seconds: what the database has not taken by then is appended to
+the spill file and written at the next start (see ``spill``), so a graceful shutdown loses nothing even while
+the database is unreachable.
 
 No record is dropped because of what it holds: every text is made storable first (``storable``). A batch the
 database still refuses, for any reason but being unavailable, is bisected until the refused requests stand
@@ -27,7 +27,7 @@ from collections import deque
 from pathlib import Path
 
 from router.context import RequestContext
-from router.ledger import audit_chain, spill
+from router.ledger import audit_chain, spill, tool_calls
 from router.ledger.bulk import insert_rows
 from router.ledger.records import (
     COLUMNS,
@@ -40,6 +40,7 @@ from router.ledger.records import (
 from router.ledger.refusals import RefusalTally
 from router.ledger.schema import migrate
 from router.ledger.storable import row_sanitiser, strict
+from router.mcp.records import ToolCallRecord
 from router.store.database import Database, DatabaseUnavailable
 
 log = logging.getLogger("agent_router.ledger")
@@ -66,7 +67,8 @@ storable_row = row_sanitiser(TEXT_POSITIONS)
 
 def write_batch(database: Database, batch: list[FinishedRequest], strictly: bool = False,
                 audit: audit_chain.ChainAppender = audit_chain.PLAIN, replayed: bool = False) -> None:
-    """One transaction: every usage row of the batch, then its audit events appended to the chain.
+    """One transaction: every usage row and tool-call row of the batch, then its audit events appended to the
+    chain.
 
     Every text is made storable (``strictly``: every value in its strict form) as it is written, so a retry
     starts again from the records as they were built. ``replayed`` (records from the spill file): requests
@@ -76,11 +78,15 @@ def write_batch(database: Database, batch: list[FinishedRequest], strictly: bool
             batch = spill.not_stored(database, cursor, batch)
         if strictly:
             rows = [tuple(map(strict, row)) for item in batch for row in item.rows]
+            calls = [tuple(map(strict, row)) for item in batch for row in item.tool_calls]
         else:
             rows = [storable_row(row) for item in batch for row in item.rows]
+            calls = [tool_calls.storable_row(row) for item in batch for row in item.tool_calls]
         events = [event for item in batch for event in item.audit_events]
         if rows:
             insert_rows(database, cursor, "usage_records", COLUMNS, rows)
+        if calls:
+            insert_rows(database, cursor, "mcp_calls", tool_calls.COLUMNS, calls)
         audit.append(database, cursor, events, strictly)
 
 
@@ -92,17 +98,24 @@ _PROBE = FinishedRequest(
     [UsageRecord(ts=1.0, day="1970-01-01", kind="request", request_id="ledger-probe", attempt=0, agent=None,
                  role=None, rule=None, requested_model=None, deployment=None, provider=None, model=None,
                  status="refused", http_status=None, error=None, latency_ms=0.0).row()],
-    [{"ts": 1.0, "request_id": "ledger-probe", "action": "probe"}])
+    [{"ts": 1.0, "request_id": "ledger-probe", "action": "probe"}],
+    tool_calls=[tool_calls.row_of(ToolCallRecord(
+        ts=1.0, request_id="ledger-probe", session=None, agent=None, role=None, server="probe", method="tools/call",
+        tool="probe", arguments_sha256=None, arguments=None, arguments_bytes=0, decision="denied", rule=None,
+        reason=None, outcome="refused", error=None, latency_ms=0.0, result_bytes=0, credential=None,
+        policy_version=None))])
 
 
 def accepts_plain_records(database: Database) -> bool:
-    """Whether the database takes a plain usage row and audit event (in a transaction rolled back at once).
+    """Whether the database takes a plain usage row, tool-call row and audit event (in a transaction rolled
+    back at once).
 
     Tells a record the database refuses for what it holds from a database that refuses every record (a
     changed schema, a full disk): those are kept queued, not counted as unwritable."""
     try:
         with database.transaction() as cursor:
             insert_rows(database, cursor, "usage_records", COLUMNS, _PROBE.rows)
+            insert_rows(database, cursor, "mcp_calls", tool_calls.COLUMNS, _PROBE.tool_calls)
             audit_chain.append(database, cursor, _PROBE.audit_events)
             raise _RolledBack
     except _RolledBack:
