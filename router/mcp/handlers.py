@@ -40,6 +40,7 @@ from router.mcp.tool_call import (
     take_limits,
 )
 from router.mcp.upstream import UpstreamConnection, UpstreamHooks, UpstreamUnavailable
+from router.redact import LOG_FILTER
 
 if TYPE_CHECKING:
     from router.mcp.gateway import McpGateway
@@ -309,9 +310,9 @@ class RelayingServer(Server[Any]):
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, MCPError):
-        return exc.message[:500]
-    return str(exc)[:500]
+    """A failure's text for the agent and the record: short, with every configured secret masked."""
+    text = exc.message[:500] if isinstance(exc, MCPError) else str(exc)[:500]
+    return LOG_FILTER.redactor(text)  # the running config's redactor: its MCP credentials included
 
 
 def _as_mcp_error(exc: BaseException) -> MCPError:

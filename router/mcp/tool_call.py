@@ -126,8 +126,9 @@ async def forward(conn: UpstreamConnection, spec: McpServerSpec, tool: str, argu
             conn.dead = True
             return CallOutcome(error_result(f"MCP server '{conn.server}' closed the connection during the call"),
                                "upstream_error", "connection closed")
-        return CallOutcome(error_result(f"MCP server '{conn.server}' answered an error: {exc.message[:500]}"),
-                           "upstream_error", f"{exc.code}: {exc.message[:200]}")
+        message = conn.secrets(exc.message[:500])  # an upstream's text may echo its credential
+        return CallOutcome(error_result(f"MCP server '{conn.server}' answered an error: {message}"),
+                           "upstream_error", f"{exc.code}: {message[:200]}")
     except anyio.get_cancelled_exc_class():
         raise
     except Exception as exc:
