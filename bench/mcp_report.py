@@ -38,6 +38,7 @@ def figures(samples: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any
         fig["errors"] = sum(s[run]["errors"] for s in rounds for run in ("c1", "cn"))
         fig["rss_mb"] = _med([s["rss_mb"] for s in rounds if s.get("rss_mb") is not None])
         fig["cold_start_s"] = _med([s["cold_start_s"] for s in rounds if s.get("cold_start_s") is not None])
+        fig["cpu_ms_per_call"] = _med([s["cpu_ms_per_call"] for s in rounds if s.get("cpu_ms_per_call") is not None])
         if name != DIRECT and floor:
             for run in ("c1", "cn"):
                 for key in ("p50_ms", "p99_ms"):
@@ -59,8 +60,8 @@ def _f(value: float | None, spec: str) -> str:
 def header(concurrency: int) -> list[str]:
     c = f"c={concurrency}"
     return ["contestant", "p50 c=1 (ms)", "added p50 c=1 (ms)", f"calls/s {c}", f"p50 {c} (ms)", f"p95 {c} (ms)",
-            f"p99 {c} (ms)", f"added p50 {c} (ms)", "calls/s ×direct", f"session setup p50 {c} (ms)", "RSS (MB)",
-            "cold start (s)", "errors"]
+            f"p99 {c} (ms)", f"added p50 {c} (ms)", "calls/s ×direct", f"session setup p50 {c} (ms)",
+            "router CPU per call (ms)", "RSS (MB)", "cold start (s)", "errors"]
 
 
 def rows(figs: dict[str, dict[str, Any]]) -> list[list[str]]:
@@ -71,7 +72,7 @@ def rows(figs: dict[str, dict[str, Any]]) -> list[list[str]]:
                       _f(fig.get("added_c1_p50_ms"), ".2f"), _f(fig["cn_calls_per_s"], ".0f"),
                       _f(fig["cn_p50_ms"], ".2f"), _f(fig["cn_p95_ms"], ".2f"), _f(fig["cn_p99_ms"], ".2f"),
                       _f(fig.get("added_cn_p50_ms"), ".2f"), "–" if ratio is None else f"{ratio:.2f}×",
-                      _f(fig["cn_setup_p50_ms"], ".1f"),
+                      _f(fig["cn_setup_p50_ms"], ".1f"), _f(fig["cpu_ms_per_call"], ".2f"),
                       _f(fig["rss_mb"], ".0f"), _f(fig["cold_start_s"], ".2f"), str(fig["errors"])])
     return table
 
@@ -86,7 +87,8 @@ def summary(figs: dict[str, dict[str, Any]], concurrency: int) -> str:
             f"{_f(router['cn_calls_per_s'], '.0f')} calls/s at {concurrency} sessions "
             f"({'–' if ratio is None else f'{ratio:.2f}×'}); agent-router adds "
             f"{_f(router.get('added_c1_p50_ms'), '.2f')} ms to a call's p50 at 1 session and "
-            f"{_f(router.get('added_cn_p50_ms'), '.2f')} ms at {concurrency}.")
+            f"{_f(router.get('added_cn_p50_ms'), '.2f')} ms at {concurrency}, using "
+            f"{_f(router.get('cpu_ms_per_call'), '.2f')} ms of its CPU per call.")
 
 
 def text_table(figs: dict[str, dict[str, Any]], concurrency: int) -> str:

@@ -65,6 +65,9 @@ class McpSample:
     cn: McpRun
     rss_mb: float | None = None
     cold_start_s: float | None = None
+    cpu_ms_per_call: float | None = None
+    """The router's CPU time over its run at the plan's concurrency (session setup and warm-up included), per
+    call that reached the fake in it."""
 
 
 def upstream_calls(port: int) -> int:
@@ -123,9 +126,12 @@ def measure(plan: McpPlan, name: str, fake: Server, round_: int) -> McpSample:
         if not c1.calls or c1.reached_upstream < c1.calls:
             raise RuntimeError(f"{name}: calls did not come back or did not reach the fake ({c1}); "
                                f"see the logs in {plan.workdir}")
+        cpu_before = router.cpu_seconds() if router else 0.0
         cn = drive(url, key, plan.concurrency, plan.seconds, plan.warmup, fake.port)
-        rss = router.rss_bytes() / 2**20 if router else None
-        return McpSample(round_, c1, cn, rss, router.ready_seconds if router else None)
+        if router is None:
+            return McpSample(round_, c1, cn)
+        cpu = (router.cpu_seconds() - cpu_before) * 1000 / max(cn.reached_upstream, 1)
+        return McpSample(round_, c1, cn, router.rss_bytes() / 2**20, router.ready_seconds, cpu)
     finally:
         if router is not None:
             router.stop()

@@ -48,7 +48,7 @@ def test_a_short_mcp_run_calls_directly_and_through_the_router(tmp_path: Path) -
     # Every call the driver counted came back as the payload it sent, and the fake served at least as many.
     assert router["reached_upstream"] >= router["calls"]
     assert router["added_c1_p50_ms"] is not None and router["x_direct"] > 0
-    assert router["rss_mb"] > 0 and router["cold_start_s"] > 0
+    assert router["rss_mb"] > 0 and router["cold_start_s"] > 0 and router["cpu_ms_per_call"] > 0
     assert result["meta"]["concurrency"] == 4 and result["meta"]["seconds"] == 1
     markdown = (tmp_path / "mcp-latest.md").read_text()
     assert "| direct |" in markdown and "| agent-router |" in markdown and "calls/s c=4" in markdown
@@ -96,7 +96,8 @@ def test_the_bench_config_decides_every_call_on_its_arguments(bench_router: tupl
 def _sample(round_: int, c1_p50: float, cn_rps: float, cn_p50: float) -> dict[str, Any]:
     run = {"calls": 10, "calls_per_s": cn_rps, "p50_ms": cn_p50, "p95_ms": cn_p50 * 2, "p99_ms": cn_p50 * 3,
            "errors": 0, "reached_upstream": 10, "setup_p50_ms": 5.0}
-    return {"round": round_, "c1": {**run, "p50_ms": c1_p50}, "cn": run, "rss_mb": None, "cold_start_s": None}
+    return {"round": round_, "c1": {**run, "p50_ms": c1_p50}, "cn": run, "rss_mb": None, "cold_start_s": None,
+            "cpu_ms_per_call": None}
 
 
 def test_added_latency_is_taken_per_round_against_direct() -> None:
