@@ -30,9 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoke", action="store_true", help="a few seconds: 1 round, short runs, no LiteLLM")
     parser.add_argument("--with-litellm", action="store_true",
                         help="also run LiteLLM proxy (installed once into bench/.venv-litellm)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; smoke 1)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; smoke 1); mcp too")
     parser.add_argument("--seconds", type=float,
-                        help="length of each measured run (default 5; smoke 0.4, or 1 with wrk: whole seconds)")
+                        help="length of each measured run (default 5; smoke 0.4, or 1 with wrk: whole seconds); "
+                             "mcp too")
     parser.add_argument("--warmup", type=float,
                         help="warm-up load after each start (default 1; smoke 0.2, none with wrk)")
     parser.add_argument("--load", choices=("auto", "wrk", "python"), default="auto",
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--upstream", choices=("auto", "nginx", "python"), default="auto",
                         help="fake upstream (auto: nginx if installed, else the Python fallback in smoke mode)")
     parser.add_argument("--only", help="comma-separated contestants "
-                                       "(upstream,passthrough,passthrough-own,agent-router,litellm)")
+                                       "(upstream,passthrough,passthrough-own,agent-router,litellm); "
+                                       "mcp always runs direct and agent-router")
     parser.add_argument("--modes", default=",".join(ALL_MODES),
                         help=f"comma-separated, of {', '.join(ALL_MODES)} (default all): chat, Anthropic Messages "
                              f"and OpenAI Responses, whole answers and streams; mcp: tools/call on the MCP gateway "
@@ -48,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sessions", type=int, default=8,
                         help="mcp: concurrent MCP sessions of the load driver (default 8)")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results",
-                        help="where latest.json and latest.md go (default bench/results)")
+                        help="where latest.json and latest.md (mcp: mcp-latest.*) go (default bench/results)")
     return parser
 
 
