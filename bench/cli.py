@@ -16,9 +16,13 @@ from pathlib import Path
 from bench import report
 from bench.contestants import BENCH_DIR, DIRECT, LITELLM, OWN_PASSTHROUGH, PASSTHROUGH, ROUTER, ensure_litellm
 from bench.load import wrk_available
+from bench.mcp_mode import MCP_MODE, run_mcp
+from bench.mcp_rounds import McpPlan
 from bench.modes import MODES
 from bench.rounds import LOAD_CPU, Plan, run_rounds
 from bench.upstream import nginx_available, start_upstream
+
+ALL_MODES = [*MODES, MCP_MODE]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,9 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoke", action="store_true", help="a few seconds: 1 round, short runs, no LiteLLM")
     parser.add_argument("--with-litellm", action="store_true",
                         help="also run LiteLLM proxy (installed once into bench/.venv-litellm)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; smoke 1)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; smoke 1); mcp too")
     parser.add_argument("--seconds", type=float,
-                        help="length of each measured run (default 5; smoke 0.4, or 1 with wrk: whole seconds)")
+                        help="length of each measured run (default 5; smoke 0.4, or 1 with wrk: whole seconds); "
+                             "mcp too")
     parser.add_argument("--warmup", type=float,
                         help="warm-up load after each start (default 1; smoke 0.2, none with wrk)")
     parser.add_argument("--load", choices=("auto", "wrk", "python"), default="auto",
@@ -36,12 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--upstream", choices=("auto", "nginx", "python"), default="auto",
                         help="fake upstream (auto: nginx if installed, else the Python fallback in smoke mode)")
     parser.add_argument("--only", help="comma-separated contestants "
-                                       "(upstream,passthrough,passthrough-own,agent-router,litellm)")
-    parser.add_argument("--modes", default=",".join(MODES),
-                        help=f"comma-separated, of {', '.join(MODES)} (default all): chat, Anthropic Messages and "
-                             f"OpenAI Responses, whole answers and streams")
+                                       "(upstream,passthrough,passthrough-own,agent-router,litellm); "
+                                       "mcp always runs direct and agent-router")
+    parser.add_argument("--modes", default=",".join(ALL_MODES),
+                        help=f"comma-separated, of {', '.join(ALL_MODES)} (default all): chat, Anthropic Messages "
+                             f"and OpenAI Responses, whole answers and streams; mcp: tools/call on the MCP gateway "
+                             f"against the fake MCP server called directly")
+    parser.add_argument("--sessions", type=int, default=8,
+                        help="mcp: concurrent MCP sessions of the load driver (default 8)")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results",
-                        help="where latest.json and latest.md go (default bench/results)")
+                        help="where latest.json and latest.md (mcp: mcp-latest.*) go (default bench/results)")
     return parser
 
 
@@ -60,6 +69,26 @@ def _pick(choice: str, available: bool, smoke: bool, tool: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    unknown = [m for m in args.modes.split(",") if m and m not in ALL_MODES]
+    if unknown:
+        raise SystemExit(f"bench: unknown mode(s) {', '.join(unknown)}; known: {', '.join(ALL_MODES)}")
+    modes = [m for m in args.modes.split(",") if m]
+    http_modes = tuple(m for m in modes if m in MODES)
+    status = _run_http(args, http_modes) if http_modes else 0
+    if MCP_MODE in modes:
+        status = max(status, run_mcp(_mcp_plan(args), args.smoke, args.out))
+    return status
+
+
+def _mcp_plan(args: argparse.Namespace) -> McpPlan:
+    smoke = args.smoke
+    return McpPlan(rounds=args.rounds or (1 if smoke else 3), seconds=args.seconds or (0.4 if smoke else 5.0),
+                   warmup=args.warmup if args.warmup is not None else (0.2 if smoke else 1.0),
+                   concurrency=args.sessions, workdir=Path(tempfile.mkdtemp(prefix="agent-router-bench-mcp-")))
+
+
+def _run_http(args: argparse.Namespace, modes: tuple[str, ...]) -> int:
+    """The HTTP modes (chat, Messages, Responses): wrk or the Python generator against every contestant."""
     smoke = args.smoke
     load_tool = _pick(args.load, wrk_available(), smoke, "wrk")
     upstream_kind = _pick(args.upstream, nginx_available(), smoke, "nginx")
@@ -70,10 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         contestants = [c for c in args.only.split(",") if c]
     if LITELLM in contestants:
         ensure_litellm()
-    unknown = [m for m in args.modes.split(",") if m and m not in MODES]
-    if unknown:
-        raise SystemExit(f"bench: unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)}")
-    modes = tuple(m for m in args.modes.split(",") if m)
     plan = Plan(contestants=tuple(contestants), rounds=args.rounds or (1 if smoke else 3),
                 seconds=args.seconds or (5.0 if not smoke else 1.0 if load_tool == "wrk" else 0.4),
                 warmup=args.warmup if args.warmup is not None else (1.0 if not smoke else 0 if load_tool == "wrk"

@@ -73,6 +73,10 @@ class Server:
         """Resident memory of the process and its descendants (a launcher may fork the real server)."""
         return sum(_rss(pid) for pid in _tree(self.proc.pid)) if self.proc else 0
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time so far of the process and its descendants."""
+        return sum(_cpu(pid) for pid in _tree(self.proc.pid)) if self.proc else 0.0
+
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
@@ -108,3 +112,11 @@ def _rss(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def _cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
