@@ -16,7 +16,7 @@ from router.api.error_handlers import install_error_handlers
 from router.api.openapi_errors import install_error_docs
 from router.api.request_id import RequestIdMiddleware
 from router.config import Snapshot, load_snapshot
-from router.mcp.gateway import McpGateway
+from router.mcp.lazy_gateway import LazyGateway
 from router.reloader import Reloader
 from router.settings import Settings
 from router.state import RouterState
@@ -39,7 +39,7 @@ class RouterApp(FastAPI):
     docs)."""
 
     router_state: RouterState | None = None
-    mcp_gateway: McpGateway | None = None
+    mcp_gateway: LazyGateway | None = None
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         state = self.router_state
@@ -93,18 +93,16 @@ def create_app(settings: Settings | None = None, snapshot: Snapshot | None = Non
         state = RouterState(settings, snapshot)
         app.state.router = state
         await state.start()
-        gateway = McpGateway(state)
-        app.router_state = state
+        gateway = LazyGateway(state)
+        app.router_state, app.mcp_gateway = state, gateway
+        gateway.warm()
         reloader = Reloader(state)
         reloader.start()
         try:
-            async with gateway.running():
-                app.mcp_gateway = gateway
-                try:
-                    yield
-                finally:
-                    app.mcp_gateway = None
+            yield
         finally:
+            app.mcp_gateway = None
+            await gateway.close()
             await reloader.close()
             app.router_state = None
             await state.close()
