@@ -8,17 +8,12 @@ which must exist, like ``usage report``.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from typing import Any
 
-from router.commands.records_db import existing_database
+from router.commands.records_db import run_report
 from router.ledger import render
 from router.ledger.mcp_reports import COLUMNS_SHOWN, DEFAULT_GROUP_BY, GROUP_KEYS, mcp_report, parse_group_by
-from router.ledger.reports import ReportError
-from router.ledger.schema import migrate
-from router.ledger.timerange import TimeRangeError, parse_bound
-from router.store.database import DatabaseUnavailable
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -39,32 +34,9 @@ def register(subparsers: Any) -> dict[str, Handler]:
 
 
 def render_report(report: dict[str, Any], fmt: str) -> str:
-    """The report as JSON, CSV (one line per group) or a table (with a TOTAL line)."""
-    if fmt == "json":
-        return render.json_text(report)
-    columns = list(report["group_by"]) + COLUMNS_SHOWN
-    rows = list(report["groups"])
-    if fmt == "csv":
-        return render.csv_text(rows, columns)
-    total = {**report["totals"], columns[0]: "TOTAL"}
-    return render.table([*rows, total], columns)
+    return render.report_text(report, fmt, COLUMNS_SHOWN)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        group_by = parse_group_by(args.by)
-        since, until = parse_bound(args.since), parse_bound(args.until, end=True)
-    except (ReportError, TimeRangeError) as exc:
-        print(f"agent-router mcp: {exc}", file=sys.stderr)
-        return 2
-    database = existing_database(args.database_url)
-    try:
-        migrate(database)
-        report = mcp_report(database, since, until, group_by)
-    except DatabaseUnavailable as exc:
-        print(f"agent-router mcp: cannot use {database.describe()}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        database.close()
-    sys.stdout.write(render_report(report, args.format))
-    return 0
+    return run_report("mcp", lambda: parse_group_by(args.by), args.since, args.until, args.database_url, mcp_report,
+                      lambda report: render_report(report, args.format))

@@ -8,7 +8,9 @@ would report zero spend and an intact audit chain of 0 events), and an unreachab
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from router.commands.command_error import CommandError
 from router.settings import ENV_PREFIX, load_settings
@@ -40,3 +42,34 @@ def existing_database(given: str | None) -> Database:
         raise CommandError(f"cannot read {database.describe()}: {exc.__cause__ or exc}") from None
     print(f"reading {database.describe()}", file=sys.stderr)
     return database
+
+
+Report = dict[str, Any]
+
+
+def run_report(command: str, group_by: Callable[[], list[str]], since_text: str | None, until_text: str | None,
+               database_url: str | None, build: Callable[[Database, float | None, float | None, list[str]], Report],
+               render: Callable[[Report], str]) -> int:
+    """One report subcommand (``usage report``, ``mcp report``): parse the grouping and the time range (exit 2
+    on a bad one), read the existing database (exit 1 when it cannot be), print the rendered report."""
+    from router.ledger.reports import ReportError  # here: the ledger is not needed to open a database
+    from router.ledger.schema import migrate
+    from router.ledger.timerange import TimeRangeError, parse_bound
+
+    try:
+        keys = group_by()
+        since, until = parse_bound(since_text), parse_bound(until_text, end=True)
+    except (ReportError, TimeRangeError) as exc:
+        print(f"agent-router {command}: {exc}", file=sys.stderr)
+        return 2
+    database = existing_database(database_url)
+    try:
+        migrate(database)
+        report = build(database, since, until, keys)
+    except DatabaseUnavailable as exc:
+        print(f"agent-router {command}: cannot use {database.describe()}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        database.close()
+    sys.stdout.write(render(report))
+    return 0

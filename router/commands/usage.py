@@ -7,16 +7,12 @@ which must exist: an empty ledger created on the spot would report zero spend.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from typing import Any
 
-from router.commands.records_db import existing_database
+from router.commands.records_db import run_report
 from router.ledger import render
-from router.ledger.reports import COLUMNS_SHOWN, GROUP_KEYS, ReportError, parse_group_by, usage_report
-from router.ledger.schema import migrate
-from router.ledger.timerange import TimeRangeError, parse_bound
-from router.store.database import DatabaseUnavailable
+from router.ledger.reports import COLUMNS_SHOWN, GROUP_KEYS, parse_group_by, usage_report
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -35,32 +31,9 @@ def register(subparsers: Any) -> dict[str, Handler]:
 
 
 def render_report(report: dict[str, Any], fmt: str) -> str:
-    if fmt == "json":
-        return render.json_text(report)
-    columns = list(report["group_by"]) + COLUMNS_SHOWN
-    rows = list(report["groups"])
-    if fmt == "csv":
-        return render.csv_text(rows, columns)
-    first = columns[0] if report["group_by"] else None
-    total = {**report["totals"], **({first: "TOTAL"} if first else {})}
-    return render.table([*rows, total] if first else [total], columns)
+    return render.report_text(report, fmt, COLUMNS_SHOWN)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        group_by = parse_group_by(args.group_by)
-        since, until = parse_bound(args.since), parse_bound(args.until, end=True)
-    except (ReportError, TimeRangeError) as exc:
-        print(f"agent-router usage: {exc}", file=sys.stderr)
-        return 2
-    database = existing_database(args.database_url)
-    try:
-        migrate(database)
-        report = usage_report(database, since, until, group_by)
-    except DatabaseUnavailable as exc:
-        print(f"agent-router usage: cannot use {database.describe()}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        database.close()
-    sys.stdout.write(render_report(report, args.format))
-    return 0
+    return run_report("usage", lambda: parse_group_by(args.group_by), args.since, args.until, args.database_url,
+                      usage_report, lambda report: render_report(report, args.format))

@@ -34,3 +34,17 @@ def csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 def json_text(document: Any) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+def report_text(report: dict[str, Any], fmt: str, shown: list[str]) -> str:
+    """A grouped report (``usage report``, ``mcp report``) as JSON, CSV (one line per group) or a table with a
+    TOTAL line (the totals alone when nothing is grouped)."""
+    if fmt == "json":
+        return json_text(report)
+    columns = list(report["group_by"]) + shown
+    rows = list(report["groups"])
+    if fmt == "csv":
+        return csv_text(rows, columns)
+    first = columns[0] if report["group_by"] else None
+    total = {**report["totals"], **({first: "TOTAL"} if first else {})}
+    return table([*rows, total] if first else [total], columns)

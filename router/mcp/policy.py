@@ -19,9 +19,15 @@ import orjson
 
 from router.config.mcp_schema import PERIOD_SECONDS, RoleMcpSpec
 from router.config.roles_schema import RoleSpec
-from router.errors import PolicyViolation
 from router.policy.conditions import CompiledCondition, ConditionError, compile_condition
-from router.policy.decide import DEFAULT_MAX_CALL_BYTES, ToolDecision, ToolPolicy, decide, max_call_bytes_of
+from router.policy.decide import (
+    DEFAULT_MAX_CALL_BYTES,
+    ToolDecision,
+    ToolPolicy,
+    compiled_for,
+    decide,
+    max_call_bytes_of,
+)
 from router.policy.names import compile_pattern, safe_name
 
 _CACHE_KEY = "mcp_policies"
@@ -134,24 +140,9 @@ def compile_all_mcp(roles: dict[str, RoleSpec], policy_section: dict[str, Any]) 
 
 
 def mcp_policy_for(snapshot: Any, role: str | None) -> McpPolicy:
-    """The compiled tool-plane policy of ``role`` in ``snapshot``; no role: :data:`NO_MCP`. A role the snapshot
-    does not define, or whose rules do not compile, is refused (a decision that cannot be made lets nothing by)."""
-    if role is None:
-        return NO_MCP
-    cache: dict[str, McpPolicy] | None = snapshot.extras.get(_CACHE_KEY)
-    if cache is not None and role in cache:
-        return cache[role]
-    spec = snapshot.roles.get(role)
-    if spec is None:
-        raise PolicyViolation(f"role {role!r} has no tool policy in the running config", code="policy_unavailable")
-    try:
-        section = snapshot.spec.policy if snapshot.spec is not None else {}
-        compiled = compile_mcp_role(role, spec, max_call_bytes_of(section))
-    except ConditionError as exc:
-        raise PolicyViolation(f"the MCP policy of role {role!r} does not load: {exc}",
-                              code="policy_unavailable") from None
-    snapshot.extras.setdefault(_CACHE_KEY, {})[role] = compiled
-    return compiled
+    """The compiled tool-plane policy of ``role`` in ``snapshot``; no role: :data:`NO_MCP` (fail closed; see
+    :func:`router.policy.decide.compiled_for`)."""
+    return NO_MCP if role is None else compiled_for(snapshot, role, _CACHE_KEY, compile_mcp_role, "MCP policy")
 
 
 def decide_tool(policy: McpPolicy, server: str, tool: object, arguments: str | None = None) -> ToolDecision:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -157,15 +158,15 @@ def compile_all(roles: dict[str, RoleSpec], policy_section: dict[str, Any]) -> d
     return {name: compile_role(name, role, limit) for name, role in roles.items()}
 
 
-def policy_for(snapshot: Any, role: str | None) -> ToolPolicy:
-    """The compiled policy of ``role`` in ``snapshot`` (compiled at load; lazily for hand-built snapshots).
+P = TypeVar("P")
 
-    No role: :data:`NO_ROLE`. A role the snapshot does not define, or whose policy does not compile,
-    refuses the request: a permission decision that cannot be made never lets anything through.
-    """
-    if role is None:
-        return NO_ROLE
-    cache: dict[str, ToolPolicy] | None = snapshot.extras.get(_CACHE_KEY)
+
+def compiled_for(snapshot: Any, role: str, cache_key: str, compile_one: Callable[[str, RoleSpec, int], P],
+                 what: str) -> P:
+    """``role``'s policy of one kind from ``snapshot``'s cache (filled at load), compiled and cached when missing
+    (hand-built snapshots). A role the snapshot does not define, or whose policy does not compile, raises
+    PolicyViolation: a permission decision that cannot be made never lets anything through."""
+    cache: dict[str, P] | None = snapshot.extras.get(cache_key)
     if cache is not None and role in cache:
         return cache[role]
     spec = snapshot.roles.get(role)
@@ -173,12 +174,17 @@ def policy_for(snapshot: Any, role: str | None) -> ToolPolicy:
         raise PolicyViolation(f"role {role!r} has no tool policy in the running config", code="policy_unavailable")
     try:
         section = snapshot.spec.policy if snapshot.spec is not None else {}
-        compiled = compile_role(role, spec, max_call_bytes_of(section))
+        compiled = compile_one(role, spec, max_call_bytes_of(section))
     except ConditionError as exc:
-        raise PolicyViolation(f"the tool policy of role {role!r} does not load: {exc}",
-                              code="policy_unavailable") from None
-    snapshot.extras.setdefault(_CACHE_KEY, {})[role] = compiled
+        raise PolicyViolation(f"the {what} of role {role!r} does not load: {exc}", code="policy_unavailable") from None
+    snapshot.extras.setdefault(cache_key, {})[role] = compiled
     return compiled
+
+
+def policy_for(snapshot: Any, role: str | None) -> ToolPolicy:
+    """The compiled model-plane policy of ``role`` in ``snapshot``; no role: :data:`NO_ROLE` (see
+    :func:`compiled_for`)."""
+    return NO_ROLE if role is None else compiled_for(snapshot, role, _CACHE_KEY, compile_role, "tool policy")
 
 
 def decide(policy: ToolPolicy, name: object, arguments: str | None = None) -> ToolDecision:
