@@ -143,8 +143,10 @@ def _check(args: argparse.Namespace) -> int:
     if rules.problems:
         print(f"rule check failed ({rules.summary}):\n" + "\n".join(map(str, rules.problems)), file=sys.stderr)
         return 1
+    servers = len(snapshot.spec.mcp_servers)
+    mcp = f"{servers} MCP server{'s' if servers != 1 else ''}, " if servers else ""
     print(f"{where}: ok ({len(snapshot.spec.providers)} providers, {len(snapshot.deployments)} deployments, "
-          f"{len(snapshot.models)} models, {rules.summary})")
+          f"{len(snapshot.models)} models, {mcp}{rules.summary})")
     return 0
 
 

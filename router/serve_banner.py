@@ -29,6 +29,8 @@ def serve_banner(settings: Settings, snapshot: Snapshot) -> str:
              f"  config:   {Path(settings.config).resolve() if settings.config else 'built-in default'}",
              f"  database: {describe_database(settings.database_url)}",
              f"  models:   {', '.join(sorted(snapshot.models)) or 'none'}"]
+    if snapshot.spec.mcp_servers:
+        lines.append(f"  mcp:      {', '.join(sorted(snapshot.spec.mcp_servers))} (at /mcp/<server>, together at /mcp)")
     if not settings.config:
         lines += ["  every request needs an agent key; create a first one with:",
                   f"    {first_key_command(settings, snapshot)}"]
