@@ -92,6 +92,8 @@ class Settings(BaseSettings):
                                             "no request for this long is closed, with its upstream connections.")
     mcp_max_sessions: int = Field(default=10_000, gt=0, description="MCP gateway: open agent sessions at most; "
                                   "one more is refused with 503.")
+    mcp_max_sessions_per_agent: int = Field(default=100, gt=0, description="MCP gateway: open sessions one agent "
+                                            "may hold; one more is refused with 429.")
     mcp_max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="MCP gateway: largest request "
                                        "body; larger is refused with 413.")
     ledger_flush_interval: float = Field(default=0.5, description="Seconds between batched writes of usage records "

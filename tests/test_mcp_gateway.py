@@ -382,3 +382,23 @@ def test_a_reload_keeps_open_sessions_and_applies_the_new_policy(github: FakeMcp
     finally:
         server.stop()
     assert before is False and after is True and still == "issue 3"
+
+
+def test_one_agent_cannot_take_every_session(github: FakeMcpServer, tmp_path: Path) -> None:
+    path = write_config(gateway_config(_servers(github.url), ROLES, AGENTS), str(tmp_path))
+    server = RouterServer(path, mcp_max_sessions_per_agent=2).start()
+    try:
+        first, first_headers = _raw_session(server, "reader-key")
+        _raw_session(server, "reader-key")
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                           "clientInfo": {"name": "raw", "version": "1"}}}
+        accept = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+        third = first.post("/mcp/github", json=init, headers={**accept, "authorization": "Bearer reader-key"})
+        assert third.status_code == 429 and third.json()["error"]["code"] < 0
+        _raw_session(server, "intruder-key")  # another agent of the same role has its own allowance
+        assert first.delete("/mcp/github", headers=first_headers).status_code == 200
+        assert wait_until(lambda: first.post("/mcp/github", json=init, headers={
+            **accept, "authorization": "Bearer reader-key"}).status_code == 200, timeout=5)
+    finally:
+        server.stop()

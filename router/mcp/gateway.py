@@ -217,6 +217,11 @@ class McpGateway:
                 await json_rpc_error(send, 400, types.INVALID_REQUEST, "the JSON body repeats a key: parsers "
                                      "disagree on which one wins, so it is refused")
                 return
+            cap = self.state.settings.mcp_max_sessions_per_agent
+            if session_id is None and b'"initialize"' in body and self.registry.open_for(ctx.agent) >= cap:
+                await json_rpc_error(send, 429, types.INVALID_REQUEST, f"this agent has {cap} open MCP sessions, "
+                                     "its limit: end some (DELETE) or let them idle out")
+                return
             receive = _replay(body, receive)
         caller = McpCaller(ctx.agent, ctx.role, ctx.key_id, endpoint, ctx.client, session_id)
         scope[SCOPE_KEY] = caller

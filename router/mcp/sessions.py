@@ -50,6 +50,7 @@ class AgentSession:
 class SessionRegistry:
     def __init__(self, on_end: Callable[[str], Awaitable[None]]) -> None:
         self._sessions: dict[str, AgentSession] = {}
+        self._per_agent: dict[str, int] = {}
         self._on_end = on_end
 
     def get(self, owner: str) -> AgentSession | None:
@@ -59,13 +60,24 @@ class SessionRegistry:
         session = self._sessions.get(owner)
         if session is None:
             session = self._sessions[owner] = AgentSession(owner, endpoint, agent, key_id)
+            self._per_agent[agent] = self._per_agent.get(agent, 0) + 1
         return session
+
+    def open_for(self, agent: str) -> int:
+        """How many sessions the agent holds (so one agent cannot take every session of the process)."""
+        return self._per_agent.get(agent, 0)
 
     def __len__(self) -> int:
         return len(self._sessions)
 
     async def ended(self, owner: str) -> None:
-        if self._sessions.pop(owner, None) is not None:
+        session = self._sessions.pop(owner, None)
+        if session is not None:
+            left = self._per_agent.get(session.agent, 1) - 1
+            if left > 0:
+                self._per_agent[session.agent] = left
+            else:
+                self._per_agent.pop(session.agent, None)
             await self._on_end(owner)
 
     def owners(self) -> list[str]:
