@@ -39,11 +39,12 @@ def gateway_config(servers: str, roles: str, agent_pairs: tuple[tuple[str, str],
 
 
 @contextlib.asynccontextmanager
-async def mcp_session(url: str, key: str | None, **session_args: Any) -> AsyncIterator[ClientSession]:
+async def mcp_session(url: str, key: str | None, max_event_bytes: int = 1024 * 1024,
+                      **session_args: Any) -> AsyncIterator[ClientSession]:
     """An initialized official MCP client session on ``url`` with ``key`` as Bearer token."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with (httpx2.AsyncClient(headers=headers, timeout=30) as http,
-                streamable_http_client(url, http_client=http) as (read, write),
+                streamable_http_client(url, http_client=http, max_sse_event_size=max_event_bytes) as (read, write),
                 ClientSession(read, write, **session_args) as session):
         await session.initialize()
         yield session

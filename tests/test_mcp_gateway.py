@@ -55,6 +55,7 @@ def _servers(url: str) -> str:
     return f"""  github:
     url: "{url}"
     timeout: 3
+    max_result_bytes: 4194304
     credentials:
       reader: {{headers: {{Authorization: "Bearer {READER_TOKEN}"}}}}
       maintainer: {{headers: {{Authorization: "Bearer {MAINTAINER_TOKEN}"}}}}
@@ -402,3 +403,17 @@ def test_one_agent_cannot_take_every_session(github: FakeMcpServer, tmp_path: Pa
             **accept, "authorization": "Bearer reader-key"}).status_code == 200, timeout=5)
     finally:
         server.stop()
+
+
+def test_results_are_relayed_up_to_the_servers_cap_and_refused_beyond(router: RouterServer) -> None:
+    async def body() -> tuple[types.CallToolResult, types.CallToolResult, str]:
+        async with mcp_session(f"{router.url}/mcp/github", "reader-key", max_event_bytes=8 * 1024 * 1024) as session:
+            # 1.5 MiB of text, twice in the result (content and structuredContent): above the SDK's 1 MiB SSE default
+            big = await session.call_tool("big", {"size": 1536 * 1024})
+            huge = await session.call_tool("big", {"size": 5 * 1024 * 1024})
+            return big, huge, text_of(await session.call_tool("get_issue", {"number": 4}))
+
+    big, huge, after = run(body)
+    assert not big.is_error and len(text_of(big)) == 1536 * 1024
+    assert huge.is_error and len(text_of(huge)) < 10_000
+    assert after == "issue 4"

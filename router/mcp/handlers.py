@@ -39,7 +39,7 @@ from router.mcp.tool_call import (
     refusal_result,
     take_limits,
 )
-from router.mcp.upstream import UpstreamConnection, UpstreamHooks, UpstreamUnavailable
+from router.mcp.upstream import MAX_TOOLS, UpstreamConnection, UpstreamHooks, UpstreamUnavailable
 from router.redact import LOG_FILTER
 
 if TYPE_CHECKING:
@@ -117,9 +117,12 @@ class Handlers:
                                                      if cursor else None)
                 tools += page.tools
                 cursor = page.next_cursor
-                if not cursor:
+                if not cursor or len(tools) >= MAX_TOOLS:
                     break
-            conn.tools = tools
+            if len(tools) > MAX_TOOLS or cursor:
+                log.warning("mcp: server %s lists more than %d tools or %d pages; the rest are hidden",
+                            conn.server, MAX_TOOLS, MAX_LIST_PAGES)
+            conn.tools = tools[:MAX_TOOLS]
         return conn.tools
 
     async def list_tools(self, ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:

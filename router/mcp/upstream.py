@@ -40,6 +40,11 @@ log = logging.getLogger("agent_router.mcp")
 
 CLIENT_INFO = types.Implementation(name="agent-router", version=__version__)
 REAP_INTERVAL = 5.0
+SSE_EVENT_SLACK = 64 * 1024
+"""An SSE event carries one JSON-RPC message: a result of ``max_result_bytes`` plus its envelope (the SDK's own
+bound is 1 MiB, below the results a server may legitimately send)."""
+MAX_TOOLS = 10_000
+"""Tools kept from one server's listing (a server that lists more is cut, and logged)."""
 
 Streams = tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessage]]
 TransportFactory = Callable[[McpServerSpec, McpCredential], AbstractAsyncContextManager[Streams]]
@@ -87,7 +92,8 @@ async def http_transport(spec: McpServerSpec, credential: McpCredential) -> Asyn
     timeout = httpx2.Timeout(spec.timeout, connect=spec.connect_timeout)
     async with (httpx2.AsyncClient(headers=headers, timeout=timeout, follow_redirects=False,
                                    verify=_tls_context()) as client,
-                streamable_http_client(spec.url, http_client=client) as streams):
+                streamable_http_client(spec.url, http_client=client,
+                                       max_sse_event_size=spec.max_result_bytes + SSE_EVENT_SLACK) as streams):
         yield streams
 
 
