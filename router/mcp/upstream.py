@@ -77,7 +77,7 @@ def spec_digest(spec: McpServerSpec, credential: McpCredential) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
-@functools.cache
+@functools.lru_cache(maxsize=1)
 def _tls_context() -> ssl.SSLContext:
     """One TLS context (the system's trust store, as httpx builds it) for every upstream client: building one
     per upstream session cost about 20 ms each."""
