@@ -124,14 +124,19 @@ _OTEL_VARIABLES = ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_LOGS_E
                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
 
 
-def _telemetry(settings: Settings) -> TelemetryConfig | None:
-    """FastAPI's telemetry asks OpenTelemetry on every request whether a provider is configured (about 9 µs,
-    a few per cent of the hot path); decide once here instead. None keeps FastAPI's default (on)."""
+def telemetry_on(settings: Settings) -> bool:
+    """Whether the router emits OpenTelemetry: the setting, else whether OpenTelemetry is configured at start."""
     wanted = settings.opentelemetry
     if wanted is None:
         wanted = os.environ.get("FASTAPI_OTEL_AUTO_CONFIGURE", "").lower() == "true" \
             or any(os.environ.get(name) for name in _OTEL_VARIABLES) or _tracer_provider_installed()
-    return None if wanted else {"tracing": False, "metrics": False, "logs": False}
+    return wanted
+
+
+def _telemetry(settings: Settings) -> TelemetryConfig | None:
+    """FastAPI's telemetry asks OpenTelemetry on every request whether a provider is configured (about 9 µs,
+    a few per cent of the hot path); decide once here instead. None keeps FastAPI's default (on)."""
+    return None if telemetry_on(settings) else {"tracing": False, "metrics": False, "logs": False}
 
 
 def _tracer_provider_installed() -> bool:

@@ -92,12 +92,14 @@ async def json_rpc_error(send: Any, status: int, code: int, message: str, header
 class McpGateway:
     def __init__(self, state: RouterState) -> None:
         self.state = state
+        from router.app import telemetry_on  # here: the app imports this module's starter
+
         settings = state.settings
         self.pool = UpstreamPool(self._is_current)
         self.registry = SessionRegistry(self.pool.close_owner)
         self.handlers = Handlers(self)
         self.manager = GatewaySessionManager(
-            self.handlers.server(), json_response=settings.mcp_json_response,
+            self.handlers.server(telemetry_on(settings)), json_response=settings.mcp_json_response,
             session_idle_timeout=settings.mcp_session_idle_seconds, max_sessions=settings.mcp_max_sessions,
             max_request_body_size=settings.mcp_max_request_bytes)
         self.manager.registry = self.registry

@@ -292,13 +292,18 @@ class Handlers:
         self.gateway.record(record, [audit_event(record)])
 
     # -- the server ---------------------------------------------------------------------------------------------
-    def server(self) -> Server[Any]:
-        return RelayingServer(
+    def server(self, telemetry: bool) -> Server[Any]:
+        """The SDK server; its OpenTelemetry span per message only when the router's telemetry is on (it is the
+        SDK's default, and costs a few per cent of a call even with no exporter)."""
+        server = RelayingServer(
             "agent-router", version=__version__,
             instructions="agent-router MCP gateway: the tools, resources and prompts your role may use.",
             on_list_tools=self.list_tools, on_call_tool=self.call_tool,
             on_list_resources=self.list_resources, on_list_resource_templates=self.list_resource_templates,
             on_read_resource=self.read_resource, on_list_prompts=self.list_prompts, on_get_prompt=self.get_prompt)
+        if not telemetry:
+            server.middleware = []
+        return server
 
 
 class RelayingServer(Server[Any]):
