@@ -12,7 +12,8 @@ from router.api.admin_auth import require_admin
 from router.commands.audit import filter_from, with_time
 from router.errors import InvalidRequest, NotFound
 from router.ledger import audit_chain, audit_verify
-from router.ledger.timerange import TimeRangeError
+from router.ledger.shadow_report import shadow_report
+from router.ledger.timerange import TimeRangeError, parse_bound
 from router.state import RouterState
 
 api = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
@@ -30,6 +31,16 @@ async def list_audit(since: str | None = Query(None, alias="from"), until: str |
         raise InvalidRequest(str(exc)) from None
     rows = await state.database.run(audit_chain.list_events, state.database, where)
     return {"object": "list", "data": with_time(rows)}
+
+
+@api.get("/audit/shadow", summary="What rules in shadow would have changed (by plane, role, tool and rule)")
+async def shadow_audit(since: str | None = Query(None, alias="from"), until: str | None = Query(None, alias="to"),
+                       state: RouterState = Depends(require_admin)) -> Any:
+    try:
+        start, end = parse_bound(since), parse_bound(until, end=True)
+    except TimeRangeError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return await state.database.run(shadow_report, state.database, start, end)
 
 
 @api.get("/audit/verify", summary="Walk the audit hash chain")

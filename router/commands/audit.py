@@ -15,11 +15,13 @@ from typing import Any
 
 import orjson
 
-from router.commands.records_db import existing_database
+from router.commands.records_db import existing_database, run_report
 from router.ledger import audit_chain, audit_verify, render
 from router.ledger.audit_anchor import Anchor, AnchorError, read_source
 from router.ledger.audit_key import AuditKey
 from router.ledger.schema import migrate
+from router.ledger.shadow_report import COLUMNS as SHADOW_COLUMNS
+from router.ledger.shadow_report import shadow_report, table_rows
 from router.ledger.timerange import TimeRangeError, iso, parse_bound
 from router.settings import Settings, load_settings
 from router.store.database import DatabaseUnavailable
@@ -49,10 +51,26 @@ def register(subparsers: Any) -> dict[str, Handler]:
                          "it, each row with its agent)")
     listing.add_argument("--limit", type=int, default=100)
     listing.add_argument("--format", choices=("table", "json"), default="table")
-    for action in (verify, listing):
+    report = actions.add_parser("report", help="what rules in shadow would have changed (--shadow)")
+    report.add_argument("--shadow", action="store_true", required=True,
+                        help="summarise the would_deny decisions of rules in shadow, by plane, role, tool and rule")
+    report.add_argument("--from", dest="since", help="start (inclusive): 2026-11-01, 2026-11-01T12:00:00Z, epoch")
+    report.add_argument("--to", dest="until", help="end (exclusive; a date alone includes that whole day)")
+    report.add_argument("--format", choices=render.FORMATS, default="table")
+    for action in (verify, listing, report):
         action.add_argument("--database-url", help="records database (default: $AGENT_ROUTER_DATABASE_URL, "
                                                    "else sqlite:///agent-router.db)")
     return {"audit": run}
+
+
+def render_shadow(report: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return render.json_text(report)
+    rows = table_rows(report)
+    if fmt == "csv":
+        return render.csv_text(rows, SHADOW_COLUMNS)
+    note = "\n(more shadow decisions than one report reads: narrow --from/--to)\n" if report["truncated"] else ""
+    return render.table(rows, SHADOW_COLUMNS) + note
 
 
 def filter_from(values: dict[str, Any]) -> audit_chain.AuditFilter:
@@ -79,6 +97,10 @@ def _client_id(extra: Any) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.audit_action == "report":
+        return run_report("audit report", lambda: [], args.since, args.until, args.database_url,
+                          lambda database, since, until, _: shadow_report(database, since, until),
+                          lambda report: render_shadow(report, args.format))
     try:
         where = filter_from(vars(args)) if args.audit_action == "list" else None
     except TimeRangeError as exc:

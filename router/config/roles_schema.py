@@ -42,12 +42,27 @@ class ToolCondition(Strict):
     tool: str
     when: Condition
     reason: str | None = None
+    shadow: bool = Field(default=False, description="Decide and record would_deny (rule shadow:...) without "
+                                                     "enforcing, while the rest of the role enforces.")
+
+
+class DenyRule(Strict):
+    """A deny pattern in its long form: ``{pattern, shadow, reason}``."""
+
+    pattern: str
+    shadow: bool = False
+    reason: str | None = None
 
 
 class ToolRules(Strict):
     allow: list[str] = Field(default_factory=list)
-    deny: list[str] = Field(default_factory=list)
+    deny: list[str | DenyRule] = Field(default_factory=list, description="Names or globs, or {pattern, shadow, "
+                                                                        "reason} entries.")
     conditions: list[ToolCondition] = Field(default_factory=list)
+
+    def deny_rules(self) -> list[DenyRule]:
+        """Every deny entry in its long form."""
+        return [DenyRule(pattern=entry) if isinstance(entry, str) else entry for entry in self.deny]
 
 
 class LimitSpec(Strict):

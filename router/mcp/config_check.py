@@ -45,7 +45,7 @@ def mcp_cross_check(spec: Any, doc: YamlDoc) -> list[ConfigProblem]:
                 problems.append(doc.problem(("roles", role_name, "mcp", "servers", i),
                                             f"role {role_name!r} names unknown MCP server {text!r} (known: {known})"))
         checked = [("allow", i, text) for i, text in enumerate(mcp.tools.allow)]
-        checked += [("deny", i, text) for i, text in enumerate(mcp.tools.deny)]
+        checked += [("deny", i, entry.pattern) for i, entry in enumerate(mcp.tools.deny_rules())]
         for kind, i, text in checked:
             part = _server_part(text)
             if not _is_glob(part) and part not in servers:

@@ -33,6 +33,7 @@ from router.mcp.tool_call import (
     Verdict,
     arguments_text,
     audit_event,
+    audit_events,
     build_record,
     decide_call,
     forward,
@@ -184,7 +185,7 @@ class Handlers:
                 server=server or "?", method="tools/call", tool=tool, arguments=params.arguments, spec=spec,
                 verdict=verdict, outcome=outcome, error=error, started=started, result_bytes=size,
                 credential=credential, policy_version=policy.version)
-            self.gateway.record(record, [audit_event(record)])
+            self.gateway.record(record, audit_events(record, verdict))
 
     def _resolve(self, caller: McpCaller, name: str) -> tuple[str, str]:
         if caller.endpoint:

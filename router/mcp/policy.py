@@ -19,11 +19,12 @@ import orjson
 
 from router.config.mcp_schema import PERIOD_SECONDS, RoleMcpSpec
 from router.config.roles_schema import RoleSpec
-from router.policy.conditions import CompiledCondition, ConditionError, compile_condition
+from router.policy.conditions import ConditionError
 from router.policy.decide import (
     DEFAULT_MAX_CALL_BYTES,
     ToolDecision,
     ToolPolicy,
+    compile_rules,
     compiled_for,
     decide,
     max_call_bytes_of,
@@ -89,16 +90,6 @@ def mcp_policy_version(name: str, spec: RoleMcpSpec) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
-def _patterns(texts: list[str], loc: tuple[str | int, ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
-    compiled = []
-    for i, text in enumerate(texts):
-        try:
-            compiled.append((text, compile_pattern(qualify_pattern(text))))
-        except ValueError as exc:
-            raise ConditionError(str(exc), (*loc, i)) from None
-    return tuple(compiled)
-
-
 def compile_mcp_role(name: str, role: RoleSpec, max_call_bytes: int = DEFAULT_MAX_CALL_BYTES) -> McpPolicy:
     """Compile one role's ``mcp`` section; ConditionError with a location (relative to the role) when invalid."""
     spec = role.mcp
@@ -108,17 +99,8 @@ def compile_mcp_role(name: str, role: RoleSpec, max_call_bytes: int = DEFAULT_MA
             servers.append((text, compile_pattern(text)))
         except ValueError as exc:
             raise ConditionError(str(exc).replace("tool pattern", "server pattern"), ("mcp", "servers", i)) from None
-    allow = _patterns(spec.tools.allow, ("mcp", "tools", "allow"))
-    deny = _patterns(spec.tools.deny, ("mcp", "tools", "deny"))
-    conditions = []
-    for i, cond in enumerate(spec.tools.conditions):
-        loc: tuple[str | int, ...] = ("mcp", "tools", "conditions", i)
-        try:
-            matcher = compile_pattern(qualify_pattern(cond.tool))
-        except ValueError as exc:
-            raise ConditionError(str(exc), (*loc, "tool")) from None
-        evaluate = compile_condition(cond.when, (*loc, "when"))
-        conditions.append(CompiledCondition(cond.tool, matcher, evaluate, f"condition:{cond.tool}#{i}", cond.reason))
+    allow, deny, shadow_deny, conditions = compile_rules(spec.tools, ("mcp", "tools"),
+                                                         lambda text: compile_pattern(qualify_pattern(text)))
     limits = []
     for i, limit in enumerate(spec.limits):
         try:
@@ -129,7 +111,7 @@ def compile_mcp_role(name: str, role: RoleSpec, max_call_bytes: int = DEFAULT_MA
     version = mcp_policy_version(name, spec)
     audit_only = spec.on_violation == "audit_only" or (spec.on_violation is None and role.on_violation == "audit_only")
     tools = ToolPolicy(role=name, mode="audit_only" if audit_only else "block", notice=None, allow=allow, deny=deny,
-                       conditions=tuple(conditions), version=version, max_call_bytes=max_call_bytes)
+                       conditions=conditions, version=version, max_call_bytes=max_call_bytes, shadow_deny=shadow_deny)
     return McpPolicy(role=name, servers=tuple(servers), tools=tools, audit_only=audit_only, limits=tuple(limits),
                      version=version)
 

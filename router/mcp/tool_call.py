@@ -39,6 +39,8 @@ class Verdict:
     """``allowed``, ``denied``, ``would_deny``, ``rate_limited``, ``unavailable``."""
     rule: str | None
     reason: str
+    shadow: tuple[tuple[str, str], ...] = ()
+    """Rules in shadow that would have denied this call (recorded, not enforced)."""
 
     @property
     def sends(self) -> bool:
@@ -73,7 +75,7 @@ def decide_call(policy: McpPolicy, server: str, tool: str, listed: bool, argumen
     else:
         decision = decide_tool(policy, server, tool, arguments)
     if decision.allowed:
-        return Verdict("allowed", decision.rule, decision.reason)
+        return Verdict("allowed", decision.rule, decision.reason, decision.shadow)
     if policy.audit_only and decision.rule != "server-not-allowed":
         return Verdict("would_deny", decision.rule, decision.reason)
     return Verdict("denied", decision.rule, decision.reason)
@@ -167,6 +169,13 @@ def build_record(*, request_id: str, session: str | None, agent: str | None, rol
 
 _ACTIONS = {"allowed": "allowed", "denied": "blocked", "would_deny": "would_deny", "rate_limited": "rate_limited",
             "unavailable": "unavailable"}
+
+
+def audit_events(record: ToolCallRecord, verdict: Verdict) -> list[dict[str, Any]]:
+    """The call's decision, and what rules in shadow would have decided, as audit events (stage ``mcp``)."""
+    main = audit_event(record)
+    shadow = [{**main, "action": "would_deny", "rule": rule, "reason": reason} for rule, reason in verdict.shadow]
+    return [main, *shadow]
 
 
 def audit_event(record: ToolCallRecord) -> dict[str, Any]:

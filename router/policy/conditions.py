@@ -208,3 +208,5 @@ class CompiledCondition:
     evaluate: Evaluator
     rule: str
     reason: str | None
+    shadow: bool = False
+    """Recorded as would_deny (rule ``shadow:<rule>``) when it matches, never enforced."""

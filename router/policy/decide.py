@@ -9,6 +9,7 @@ on the name alone is memoised per policy and name (bounded), so a request re-dec
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from router.config.roles_schema import RoleSpec
+from router.config.roles_schema import RoleSpec, ToolRules
 from router.errors import PolicyViolation
 from router.policy.conditions import CompiledCondition, ConditionError, compile_condition
 from router.policy.names import MEMO_MAX_CHARS, compile_pattern, safe_name
@@ -73,6 +74,9 @@ class ToolDecision:
     reason: str
     pending: bool = False
     """Allowed by name, but a condition applies and no arguments were given to check it."""
+    shadow: tuple[tuple[str, str], ...] = ()
+    """``(rule, reason)`` of each shadow rule that would have denied this allowed call: recorded as would_deny,
+    never enforced. Rules read ``shadow:deny:<pattern>`` or ``shadow:condition:<tool>#<n>``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,8 @@ class ToolPolicy:
     conditions: tuple[CompiledCondition, ...]
     version: str
     max_call_bytes: int = DEFAULT_MAX_CALL_BYTES
+    shadow_deny: tuple[tuple[str, re.Pattern[str], str | None], ...] = ()
+    """Deny patterns in shadow: ``(text, pattern, reason)``."""
     by_name: dict[str, _NameVerdict] = field(default_factory=dict, compare=False, hash=False, repr=False)
     """Memo of :func:`decide`'s name-only part (pure), filled as names are seen; cleared when full."""
 
@@ -124,25 +130,43 @@ def compile_role(name: str, role: RoleSpec, max_call_bytes: int = DEFAULT_MAX_CA
     if not role.models and not role.tools.allow and not role.mcp.servers:
         raise ConditionError(f"role {name!r} is empty: it grants no models, no tools and no MCP servers (list "
                              "models, tools.allow and/or mcp.servers)")
-    patterns: dict[str, list[tuple[str, re.Pattern[str]]]] = {"allow": [], "deny": []}
-    for kind in ("allow", "deny"):
-        for i, text in enumerate(getattr(role.tools, kind)):
-            try:
-                patterns[kind].append((text, compile_pattern(text)))
-            except ValueError as exc:
-                raise ConditionError(str(exc), ("tools", kind, i)) from None
-    conditions = []
-    for i, cond in enumerate(role.tools.conditions):
-        loc: tuple[str | int, ...] = ("tools", "conditions", i)
+    allow, deny, shadow_deny, conditions = compile_rules(role.tools, ("tools",), compile_pattern)
+    return ToolPolicy(role=name, mode=role.on_violation, notice=role.notice, allow=allow, deny=deny,
+                      conditions=conditions, version=policy_version(name, role), max_call_bytes=max_call_bytes,
+                      shadow_deny=shadow_deny)
+
+
+Patterns = tuple[tuple[str, re.Pattern[str]], ...]
+ShadowPatterns = tuple[tuple[str, re.Pattern[str], str | None], ...]
+
+
+def compile_rules(rules: ToolRules, loc: tuple[str | int, ...], pattern_of: Callable[[str], re.Pattern[str]]
+                  ) -> tuple[Patterns, Patterns, ShadowPatterns, tuple[CompiledCondition, ...]]:
+    """Allow, enforced deny, shadow deny patterns and conditions of one ``tools`` section (either plane:
+    ``pattern_of`` turns a written pattern into the regex over the names that plane decides on)."""
+    def compiled(text: str, where: tuple[str | int, ...]) -> re.Pattern[str]:
         try:
-            matcher = compile_pattern(cond.tool)
+            return pattern_of(text)
         except ValueError as exc:
-            raise ConditionError(str(exc), (*loc, "tool")) from None
-        evaluate = compile_condition(cond.when, (*loc, "when"))
-        conditions.append(CompiledCondition(cond.tool, matcher, evaluate, f"condition:{cond.tool}#{i}", cond.reason))
-    return ToolPolicy(role=name, mode=role.on_violation, notice=role.notice, allow=tuple(patterns["allow"]),
-                      deny=tuple(patterns["deny"]), conditions=tuple(conditions),
-                      version=policy_version(name, role), max_call_bytes=max_call_bytes)
+            raise ConditionError(str(exc), where) from None
+
+    allow = tuple((text, compiled(text, (*loc, "allow", i))) for i, text in enumerate(rules.allow))
+    deny: list[tuple[str, re.Pattern[str]]] = []
+    shadow_deny: list[tuple[str, re.Pattern[str], str | None]] = []
+    for i, entry in enumerate(rules.deny_rules()):
+        pattern = compiled(entry.pattern, (*loc, "deny", i))
+        if entry.shadow:
+            shadow_deny.append((entry.pattern, pattern, entry.reason))
+        else:
+            deny.append((entry.pattern, pattern))
+    conditions = []
+    for i, cond in enumerate(rules.conditions):
+        where: tuple[str | int, ...] = (*loc, "conditions", i)
+        matcher = compiled(cond.tool, (*where, "tool"))
+        evaluate = compile_condition(cond.when, (*where, "when"))
+        conditions.append(CompiledCondition(cond.tool, matcher, evaluate, f"condition:{cond.tool}#{i}", cond.reason,
+                                            cond.shadow))
+    return allow, tuple(deny), tuple(shadow_deny), tuple(conditions)
 
 
 def max_call_bytes_of(policy_section: dict[str, Any]) -> int:
@@ -193,7 +217,10 @@ def decide(policy: ToolPolicy, name: object, arguments: str | None = None) -> To
     if arguments is None or not verdict.decision.pending:
         return verdict.decision
     assert verdict.canonical is not None and verdict.allowed_by is not None
-    return _check_arguments(verdict.canonical, verdict.allowed_by, verdict.applicable, arguments)
+    decision = _check_arguments(verdict.canonical, verdict.allowed_by, verdict.applicable, arguments)
+    if decision.allowed and verdict.decision.shadow:
+        return dataclasses.replace(decision, shadow=verdict.decision.shadow + decision.shadow)
+    return decision
 
 
 def _name_verdict(policy: ToolPolicy, name: object) -> _NameVerdict:
@@ -226,12 +253,14 @@ def _decide_name(policy: ToolPolicy, name: object) -> _NameVerdict:
         return _NameVerdict(ToolDecision(False, "default-deny", f"tool '{canonical}' is not in the allow list of "
                                                                 f"role '{policy.role}'"), canonical, None, ())
     applicable = tuple(cond for cond in policy.conditions if cond.matcher.fullmatch(canonical))
+    shadow = tuple((f"shadow:deny:{text}", reason or f"tool '{canonical}' matches shadow deny pattern '{text}'")
+                   for text, pattern, reason in policy.shadow_deny if pattern.fullmatch(canonical))
     if not applicable:
         decision = ToolDecision(True, f"allow:{allowed_by}", f"tool '{canonical}' matches allow pattern "
-                                                             f"'{allowed_by}'")
+                                                             f"'{allowed_by}'", shadow=shadow)
     else:
         decision = ToolDecision(True, f"allow:{allowed_by}", f"tool '{canonical}' is allowed; its arguments are "
-                                                             "checked on each call", pending=True)
+                                                             "checked on each call", pending=True, shadow=shadow)
     return _NameVerdict(decision, canonical, allowed_by, applicable)
 
 
@@ -247,16 +276,21 @@ def _check_arguments(canonical: str, allowed_by: str, applicable: tuple[Compiled
                                                         "a key), so its conditions cannot be checked")
     if not isinstance(parsed, dict):
         return ToolDecision(False, "invalid-arguments", f"arguments of '{canonical}' are not a JSON object")
+    shadow: list[tuple[str, str]] = []
     for cond in applicable:
         verdict = cond.evaluate(parsed)
         if verdict is None:
-            return ToolDecision(False, cond.rule, f"condition on '{cond.tool}' cannot be evaluated on these "
-                                                  "arguments (missing value or wrong type)")
-        if verdict:
-            return ToolDecision(False, cond.rule, cond.reason or f"arguments of '{canonical}' match a denying "
-                                                                 "condition")
+            reason = f"condition on '{cond.tool}' cannot be evaluated on these arguments (missing value or wrong type)"
+        elif verdict:
+            reason = cond.reason or f"arguments of '{canonical}' match a denying condition"
+        else:
+            continue
+        if cond.shadow:
+            shadow.append((f"shadow:{cond.rule}", reason))
+            continue
+        return ToolDecision(False, cond.rule, reason)
     return ToolDecision(True, f"allow:{allowed_by}", f"tool '{canonical}' is allowed and its arguments pass "
-                                                     f"{len(applicable)} condition(s)")
+                                                     f"{len(applicable)} condition(s)", shadow=tuple(shadow))
 
 
 def decide_call(policy: ToolPolicy, offered: frozenset[str], name: object, arguments: str | None) -> ToolDecision:

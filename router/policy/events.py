@@ -1,7 +1,8 @@
 """Turn tool decisions into audit events (``ctx.audit_events``) and the client-visible summary.
 
 Actions: ``allowed``, ``stripped``, ``blocked``, ``would_strip`` (audit_only), ``refused_name`` (a name outside
-the safe alphabet, stripped), ``rewritten`` (a ``tool_choice``/``function_call`` changed because of stripping).
+the safe alphabet, stripped), ``rewritten`` (a ``tool_choice``/``function_call`` changed because of stripping),
+``would_deny`` (a rule in shadow would have denied an allowed call; its rule reads ``shadow:<rule>``).
 Stages: ``request`` (tools, functions, tool_choice), ``history`` (calls in past assistant messages),
 ``response`` (a whole answer), ``stream`` (a streamed answer).
 """
@@ -53,7 +54,13 @@ def record_decision(ctx: RequestContext, policy: ToolPolicy, tool: object, decis
                     stage: str) -> str:
     action = "allowed" if decision.allowed else action_for(policy, decision)
     record(ctx, policy, tool, action, stage, decision.rule, decision.reason)
+    for rule, reason in decision.shadow:  # what a rule in shadow would have changed: evidence, not enforcement
+        record(ctx, policy, tool, SHADOW_ACTION, stage, rule, reason)
     return action
+
+
+SHADOW_ACTION = "would_deny"
+"""The action of a shadow rule's decision; its rule reads ``shadow:<rule>``."""
 
 
 MAX_HEADER_CHARS = 4096
