@@ -137,16 +137,24 @@ def _check(args: argparse.Namespace) -> int:
         print(f"config refused:\n{exc}", file=sys.stderr)
         return 1
     where = settings.config or "the built-in default"
+    from pathlib import Path
+
+    from router.policy.policy_check import check_policy
     from router.rules.check import check_rules
 
     rules = check_rules(snapshot)
+    policy = check_policy(snapshot, Path(settings.config) if settings.config else None)
     if rules.problems:
         print(f"rule check failed ({rules.summary}):\n" + "\n".join(map(str, rules.problems)), file=sys.stderr)
+    if policy.problems:
+        print(f"policy check failed ({policy.summary}, {len(policy.problems)} problems):\n"
+              + "\n".join(map(str, policy.problems)), file=sys.stderr)
+    if rules.problems or policy.problems:
         return 1
     servers = len(snapshot.spec.mcp_servers)
     mcp = f"{servers} MCP server{'s' if servers != 1 else ''}, " if servers else ""
     print(f"{where}: ok ({len(snapshot.spec.providers)} providers, {len(snapshot.deployments)} deployments, "
-          f"{len(snapshot.models)} models, {mcp}{rules.summary})")
+          f"{len(snapshot.models)} models, {mcp}{rules.summary}, {policy.summary})")
     return 0
 
 

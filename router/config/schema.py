@@ -128,6 +128,9 @@ class ConfigFile(Strict):
     deployments: dict[str, DeploymentSpec] = Field(default_factory=dict)
     models: dict[str, PublicModelSpec] = Field(default_factory=dict)
     rules: str | list[str] | None = Field(default=None, description="Rule files or folders, relative to this file.")
+    policy_tests: str | list[str] | None = Field(default=None, description="Tool-policy test files or folders "
+                                                 "(every *.policy-tests.yaml in one), relative to this file; "
+                                                 "run by agent-router check.")
     roles: dict[str, RoleSpec] = Field(default_factory=dict)
     agents: dict[str, AgentSpec] = Field(default_factory=dict)
     policy: dict[str, Any] = Field(default_factory=dict)
