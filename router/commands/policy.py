@@ -38,7 +38,8 @@ def register(subparsers: Any) -> dict[str, Handler]:
 def recorded(database: Database, since: float | None, until: float | None) -> list[Recorded]:
     events = audit_chain.list_events(database, audit_chain.AuditFilter(since=since, until=until,
                                                                        limit=MAX_DECISIONS))
-    clauses, params = ["method = ?"], ["tools/call"]
+    clauses: list[str] = ["method = ?"]
+    params: list[Any] = ["tools/call"]
     if since is not None:
         clauses.append("ts >= ?")
         params.append(since)
@@ -48,8 +49,7 @@ def recorded(database: Database, since: float | None, until: float | None) -> li
     columns = ("request_id", "role", "server", "tool", "method", "decision", "rule", "arguments")
     rows = database.fetchall(f"SELECT {', '.join(columns)} FROM mcp_calls WHERE {' AND '.join(clauses)} "
                              f"ORDER BY ts LIMIT {MAX_DECISIONS}", params)
-    return from_audit(events) + from_mcp_calls(dict(zip(columns, row, strict=True)) if not isinstance(row, dict)
-                                               else row for row in rows)
+    return from_audit(events) + from_mcp_calls(rows)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -150,7 +150,10 @@ class Handlers:
         credential: str | None = None
         conn: UpstreamConnection | None = None
         verdict: Verdict
-        if spec is None or not self._reachable(snapshot, policy, server):
+        if spec is not None and policy.may_reach(server) and spec.credential_for(policy.role) is None:
+            verdict = Verdict("denied", "no-credential", f"MCP server '{server}' has no credential for role "
+                                                         f"'{policy.role}'")
+        elif spec is None or not self._reachable(snapshot, policy, server):
             verdict = Verdict("denied", "server-not-allowed",
                               f"no MCP server '{server or params.name}' is available to role '{policy.role}'")
         else:
