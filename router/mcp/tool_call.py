@@ -24,6 +24,7 @@ from router.mcp.policy import McpPolicy, decide_tool, qualified
 from router.mcp.records import ToolCallRecord, arguments_fields
 from router.mcp.upstream import UpstreamConnection
 from router.policy.decide import ToolDecision
+from router.redact import LOG_FILTER
 from router.store.counters import Counters, CountersUnavailable, Gate
 
 log = logging.getLogger("agent_router.mcp")
@@ -159,6 +160,8 @@ def build_record(*, request_id: str, session: str | None, agent: str | None, rol
     keep = spec.record_arguments if spec is not None else False
     cap = spec.record_arguments_bytes if spec is not None else 0
     digest, kept, size = arguments_fields(arguments, keep, cap)
+    if kept is not None:
+        kept = LOG_FILTER.redactor(kept)  # secrets an agent passed in arguments are not kept
     return ToolCallRecord(
         ts=time.time(), request_id=request_id, session=session, agent=agent, role=role, server=server,
         method=method, tool=tool, arguments_sha256=digest, arguments=kept, arguments_bytes=size,
