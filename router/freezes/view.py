@@ -1,0 +1,166 @@
+"""What a running router knows of the freezes: two dicts the identity stage reads per request, refreshed in the
+background so no request waits on Redis or the database.
+
+With Redis configured the map in Redis is read every ``refresh_interval`` (0.25 s) and the database every
+``db_interval`` (the keys' refresh interval); a name is frozen when either says so. Every freeze is written to the
+database first, so the database alone is complete: while Redis cannot be read, the database is read every
+``refresh_interval`` instead, and a freeze still reaches every replica within a second. The view is *known* while
+one of them was read within ``max_staleness``; beyond that every request is refused (fail closed), because a
+freeze made meanwhile could not be seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from router.freezes import shared, store
+from router.freezes.store import FreezeRow, Kind
+from router.ledger.audit_chain import ChainAppender
+from router.store.counters import Counters, CountersUnavailable
+from router.store.database import Database
+
+log = logging.getLogger("agent_router.freezes")
+
+
+class FreezeStateUnknown(Exception):
+    """The view is older than its bound: whether the caller is frozen cannot be known now."""
+
+
+class FreezeView:
+    def __init__(self, database: Database, counters: Counters, audit: ChainAppender, *,
+                 refresh_interval: float = 0.25, db_interval: float = 1.0, max_staleness: float = 3.0) -> None:
+        self.database = database
+        self.counters = counters
+        self.audit = audit
+        self.shared = counters.backend == "redis"
+        self.refresh_interval = max(0.05, refresh_interval)
+        self.db_interval = max(self.refresh_interval, db_interval)
+        self.max_staleness = max(max_staleness, 2 * self.db_interval)
+        self.agents: dict[str, FreezeRow] = {}
+        self.roles: dict[str, FreezeRow] = {}
+        self._from_db: list[FreezeRow] = []
+        self._from_redis: list[FreezeRow] = []
+        self._known_at: float | None = None
+        self._db_read_at = -float("inf")
+        self._problem: str | None = None
+        self._redis_problem = False
+        self._changes = 0
+        """Freezes and unfreezes made here: a read that began before one must not undo it."""
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.database.run(store.migrate, self.database)
+        await self.refresh()
+        self._task = asyncio.create_task(self._refresh_loop(), name="freeze-view-refresh")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_interval)
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Read Redis (when configured) and, when due, the database; on failure keep the old view (it ages)."""
+        now, began = time.monotonic(), self._changes
+        problem = None
+        from_db: list[FreezeRow] | None = None
+        redis_failing = self.shared and self._redis_problem
+        if now - self._db_read_at >= self.db_interval or self._known_at is None or redis_failing:
+            try:
+                from_db = await self.database.run(store.list_freezes, self.database)
+                self._db_read_at = now
+            except Exception as exc:  # any database failure only ages the view
+                problem = f"database: {exc}"
+        from_redis: list[FreezeRow] | None = None
+        if self.shared:
+            try:
+                from_redis = await shared.read(self.counters)
+            except CountersUnavailable as exc:
+                problem = f"{exc}; reading the database every {self.refresh_interval:g}s instead"
+            self._redis_problem = from_redis is None
+        if from_redis is not None or from_db is not None:
+            self._known_at = now
+        self._note(problem)
+        if self._changes != began:
+            return  # read before a change made here: the next round reads after it
+        self._from_db = self._from_db if from_db is None else from_db
+        self._from_redis = self._from_redis if from_redis is None else from_redis
+        self._apply(self._from_db + self._from_redis)
+
+    def _note(self, problem: str | None) -> None:
+        if problem is not None and self._problem is None:
+            log.error("freezes: %s (requests are refused once no source was read for %gs)", problem,
+                      self.max_staleness)
+        elif problem is None and self._problem is not None:
+            log.info("freezes: the freeze state is readable again")
+        self._problem = problem
+
+    def _apply(self, rows: list[FreezeRow]) -> None:
+        agents = {row.name: row for row in rows if row.kind == "agent"}
+        roles = {row.name: row for row in rows if row.kind == "role"}
+        if agents != self.agents:
+            self.agents = agents
+        if roles != self.roles:
+            self.roles = roles
+
+    # -- the hot path ------------------------------------------------------------------------------
+    def find(self, agent: str, role: str | None) -> FreezeRow | None:
+        """The freeze refusing this agent or role, if any; raise FreezeStateUnknown when the view is too old."""
+        known = self._known_at
+        if known is None or time.monotonic() - known > self.max_staleness:
+            raise FreezeStateUnknown(self._unknown())
+        return self.agents.get(agent) or (self.roles.get(role) if role is not None else None)
+
+    def _unknown(self) -> str:
+        source = "neither Redis nor the records database" if self.shared else "the records database has not"
+        return (f"cannot check whether the agent or its role is frozen: {source} been readable for "
+                f"{self.max_staleness:g}s; try again shortly")
+
+    def health(self) -> dict[str, str]:
+        known = self._known_at
+        count = f"{len(self.agents)} agent(s) and {len(self.roles)} role(s) frozen"
+        if known is None or time.monotonic() - known > self.max_staleness:
+            read = "never read" if known is None else f"last read {time.monotonic() - known:.1f}s ago"
+            return {"freezes": f"down: stale ({read}: {self._problem or 'no read yet'}); every key is refused "
+                               f"(503) until the freeze state is readable"}
+        if self._problem is not None:
+            return {"freezes": f"degraded: {count}; {self._problem}"}
+        return {"freezes": f"ok ({count})"}
+
+    # -- changes made by this process (admin API) ---------------------------------------------------
+    async def freeze(self, kind: Kind, name: str, reason: str | None, by: str) -> tuple[FreezeRow, bool, bool]:
+        """Freeze in the database (audited), here at once, then in Redis; return (row, new, published)."""
+        row, new = await self.database.run(store.freeze, self.database, kind, name, reason, by, self.audit)
+        self._changes += 1
+        self._from_db = [*self._from_db, row]
+        self._apply(self._from_db + self._from_redis)
+        if not self.shared:
+            return row, new, False
+        try:
+            await shared.publish(self.counters, row)
+        except CountersUnavailable as exc:
+            log.warning("freeze of %s %r not published to Redis (%s); replicas see it at their next database read",
+                        kind, name, exc)
+            return row, new, False
+        return row, new, True
+
+    async def unfreeze(self, kind: Kind, name: str, by: str) -> FreezeRow | None:
+        """Lift in Redis first (raise CountersUnavailable, changing nothing, when it cannot), then the database."""
+        if self.shared:
+            await shared.withdraw(self.counters, kind, name)
+        row = await self.database.run(store.unfreeze, self.database, kind, name, by, self.audit)
+        self._changes += 1
+        self._from_db = [r for r in self._from_db if (r.kind, r.name) != (kind, name)]
+        self._from_redis = [r for r in self._from_redis if (r.kind, r.name) != (kind, name)]
+        self._apply(self._from_db + self._from_redis)
+        return row
