@@ -23,7 +23,7 @@ from router.freezes.view import FreezeView
 from router.identity import Identity
 from router.ledger.audit_chain import PLAIN
 from router.ledger.schema import migrate as migrate_ledger
-from router.store.counters import RedisCounters
+from router.store.counters import MemoryCounters, RedisCounters
 from router.store.database import Database
 from tests.backing_services import REDIS_URL, fresh_database, redis_prefix
 from tests.harness import RouterProcess, free_port, write_config
@@ -138,3 +138,31 @@ def test_the_admin_api_needs_no_server_restart_to_reach_a_second_replica(tmp_pat
         finally:
             first.stop()
             second.stop()
+
+
+def test_without_redis_an_unreadable_database_keeps_the_last_freeze_state(tmp_path: Path) -> None:
+    """No freeze can be made without writing the database, so its outage keeps config keys working (the router's
+    promise for that outage) and the agents frozen before it frozen."""
+    snapshot = load_snapshot(str(write_config(CONFIG, str(tmp_path))))
+
+    async def scenario() -> None:
+        database = Database(f"sqlite:///{tmp_path / 'records.db'}")
+        await database.run(migrate_ledger, database)
+        view = FreezeView(database, MemoryCounters(), PLAIN, refresh_interval=0.05, db_interval=0.05,
+                          max_staleness=0.2)
+        identity = Identity(freezes=view)
+        await view.start()
+        await view.freeze("agent", "alice", None, "test")
+        database.close()
+        await asyncio.sleep(0.5)
+
+        def ctx() -> RequestContext:
+            return RequestContext(request_id="r", snapshot=snapshot, payload={}, stream=False, requested_model="m")
+
+        with pytest.raises(AgentFrozen):
+            await identity.authenticate({"x-api-key": "alice-key"}, ctx())
+        await identity.authenticate({"x-api-key": "bob-key"}, ctx())
+        assert view.health()["freezes"].startswith("degraded: 1 agent(s)")
+        await view.close()
+
+    asyncio.run(scenario())

@@ -7,6 +7,10 @@ database first, so the database alone is complete: while Redis cannot be read, t
 ``refresh_interval`` instead, and a freeze still reaches every replica within a second. The view is *known* while
 one of them was read within ``max_staleness``; beyond that every request is refused (fail closed), because a
 freeze made meanwhile could not be seen.
+
+Without Redis the database is the only source, and a freeze is only ever made by writing it: the last view is
+kept while it cannot be read (``degraded``), so a database outage does not stop config keys (the router's
+promise for that outage), and no freeze can be made through it meanwhile.
 """
 
 from __future__ import annotations
@@ -99,8 +103,9 @@ class FreezeView:
 
     def _note(self, problem: str | None) -> None:
         if problem is not None and self._problem is None:
-            log.error("freezes: %s (requests are refused once no source was read for %gs)", problem,
-                      self.max_staleness)
+            then = (f"every key is refused once neither was read for {self.max_staleness:g}s" if self.shared
+                    else "the last freeze state read stays in force")
+            log.error("freezes: cannot read %s (%s)", problem, then)
         elif problem is None and self._problem is not None:
             log.info("freezes: the freeze state is readable again")
         self._problem = problem
@@ -116,25 +121,28 @@ class FreezeView:
     # -- the hot path ------------------------------------------------------------------------------
     def find(self, agent: str, role: str | None) -> FreezeRow | None:
         """The freeze refusing this agent or role, if any; raise FreezeStateUnknown when the view is too old."""
-        known = self._known_at
-        if known is None or time.monotonic() - known > self.max_staleness:
+        if self.shared and self._stale():
             raise FreezeStateUnknown(self._unknown())
         return self.agents.get(agent) or (self.roles.get(role) if role is not None else None)
 
+    def _stale(self) -> bool:
+        known = self._known_at
+        return known is None or time.monotonic() - known > self.max_staleness
+
     def _unknown(self) -> str:
-        source = "neither Redis nor the records database" if self.shared else "the records database has not"
-        return (f"cannot check whether the agent or its role is frozen: {source} been readable for "
-                f"{self.max_staleness:g}s; try again shortly")
+        return (f"cannot check whether the agent or its role is frozen: neither Redis nor the records database "
+                f"has been readable for {self.max_staleness:g}s; try again shortly")
 
     def health(self) -> dict[str, str]:
         known = self._known_at
         count = f"{len(self.agents)} agent(s) and {len(self.roles)} role(s) frozen"
-        if known is None or time.monotonic() - known > self.max_staleness:
+        if self.shared and self._stale():
             read = "never read" if known is None else f"last read {time.monotonic() - known:.1f}s ago"
             return {"freezes": f"down: stale ({read}: {self._problem or 'no read yet'}); every key is refused "
                                f"(503) until the freeze state is readable"}
         if self._problem is not None:
-            return {"freezes": f"degraded: {count}; {self._problem}"}
+            unseen = "" if self.shared else "; freezes made elsewhere are not seen until it is readable"
+            return {"freezes": f"degraded: {count}; {self._problem}{unseen}"}
         return {"freezes": f"ok ({count})"}
 
     # -- changes made by this process (admin API) ---------------------------------------------------
