@@ -42,66 +42,87 @@ class FreezeView:
         self.shared = counters.backend == "redis"
         self.refresh_interval = max(0.05, refresh_interval)
         self.db_interval = max(self.refresh_interval, db_interval)
-        self.max_staleness = max(max_staleness, 2 * self.db_interval)
+        self.max_staleness = max(max_staleness, 2 * (self.refresh_interval if self.shared else self.db_interval))
         self.agents: dict[str, FreezeRow] = {}
         self.roles: dict[str, FreezeRow] = {}
         self._from_db: list[FreezeRow] = []
         self._from_redis: list[FreezeRow] = []
         self._known_at: float | None = None
-        self._db_read_at = -float("inf")
+        """When Redis or the database was last read (monotonic)."""
         self._problem: str | None = None
-        self._redis_problem = False
+        self._redis_problem: str | None = None
+        self._db_problem: str | None = None
         self._changes = 0
         """Freezes and unfreezes made here: a read that began before one must not undo it."""
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.database.run(store.migrate, self.database)
         await self.refresh()
-        self._task = asyncio.create_task(self._refresh_loop(), name="freeze-view-refresh")
+        loops = [self._database_loop()] + ([self._redis_loop()] if self.shared else [])
+        self._tasks = [asyncio.create_task(loop, name="freeze-view-refresh") for loop in loops]
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh_interval)
-            await self.refresh()
+                await task
+        self._tasks = []
 
     async def refresh(self) -> None:
-        """Read Redis (when configured) and, when due, the database; on failure keep the old view (it ages)."""
-        now, began = time.monotonic(), self._changes
-        problem = None
-        from_db: list[FreezeRow] | None = None
-        redis_failing = self.shared and self._redis_problem
-        if now - self._db_read_at >= self.db_interval or self._known_at is None or redis_failing:
-            try:
-                from_db = await self.database.run(store.list_freezes, self.database)
-                self._db_read_at = now
-            except Exception as exc:  # any database failure only ages the view
-                problem = f"database: {exc}"
-        from_redis: list[FreezeRow] | None = None
+        """Read the database and, when configured, Redis once each."""
+        await self._read_database()
         if self.shared:
-            try:
-                from_redis = await shared.read(self.counters)
-            except CountersUnavailable as exc:
-                problem = f"{exc}; reading the database every {self.refresh_interval:g}s instead"
-            self._redis_problem = from_redis is None
-        if from_redis is not None or from_db is not None:
-            self._known_at = now
-        self._note(problem)
-        if self._changes != began:
-            return  # read before a change made here: the next round reads after it
-        self._from_db = self._from_db if from_db is None else from_db
-        self._from_redis = self._from_redis if from_redis is None else from_redis
-        self._apply(self._from_db + self._from_redis)
+            await self._read_redis()
 
-    def _note(self, problem: str | None) -> None:
+    async def _database_loop(self) -> None:
+        """Every ``db_interval``; every ``refresh_interval`` while Redis cannot be read (it then carries freezes
+        alone). Its own loop, so a Redis that does not answer never slows it."""
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(self.refresh_interval)
+            if self._redis_problem or time.monotonic() - last >= self.db_interval:
+                last = time.monotonic()
+                await self._read_database()
+
+    async def _redis_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_interval)
+            await self._read_redis()
+
+    async def _read_database(self) -> None:
+        """On failure keep the old view (it ages)."""
+        began = self._changes
+        try:
+            rows = await self.database.run(store.list_freezes, self.database)
+        except Exception as exc:  # any database failure only ages the view
+            self._db_problem = f"database: {exc}"
+        else:
+            self._db_problem = None
+            self._learned(began, rows, self._from_redis)
+        self._note()
+
+    async def _read_redis(self) -> None:
+        began = self._changes
+        try:
+            rows = await shared.read(self.counters)
+        except CountersUnavailable as exc:
+            self._redis_problem = f"{exc}; reading the database every {self.refresh_interval:g}s instead"
+        else:
+            self._redis_problem = None
+            self._learned(began, self._from_db, rows)
+        self._note()
+
+    def _learned(self, began: int, from_db: list[FreezeRow], from_redis: list[FreezeRow]) -> None:
+        self._known_at = time.monotonic()
+        if self._changes != began:
+            return  # read before a change made here: the next read comes after it
+        self._from_db, self._from_redis = from_db, from_redis
+        self._apply(from_db + from_redis)
+
+    def _note(self) -> None:
+        problem = "; ".join(p for p in (self._redis_problem, self._db_problem) if p) or None
         if problem is not None and self._problem is None:
             then = (f"every key is refused once neither was read for {self.max_staleness:g}s" if self.shared
                     else "the last freeze state read stays in force")
