@@ -24,7 +24,8 @@ _COMMANDS: dict[str, Handler] = {}
 # Further subcommands live in their own modules; each has
 # ``register(subparsers) -> dict[str, Handler]`` (command name -> handler).
 COMMAND_MODULES: tuple[str, ...] = ("router.commands.explain", "router.commands.keys", "router.commands.usage",
-                                     "router.commands.audit", "router.commands.mcp", "router.commands.policy")
+                                     "router.commands.audit", "router.commands.mcp", "router.commands.policy",
+                                     "router.commands.agents")
 
 
 @contextmanager

@@ -5,7 +5,9 @@
     │   └── PreviousResponseNotFound 400 param=previous_response_id, code=previous_response_not_found
     ├── AuthenticationFailed         401 authentication_error
     ├── PermissionDenied             403 permission_error
-    │   └── PolicyViolation          403 permission_error, code=tool_not_allowed
+    │   ├── PolicyViolation          403 permission_error, code=tool_not_allowed
+    │   ├── AgentFrozen              403 permission_error, code=agent_frozen (kill switch: every key of the agent)
+    │   └── RoleFrozen               403 permission_error, code=role_frozen (kill switch: every agent of the role)
     ├── NotFound                     404 invalid_request_error
     │   └── ModelNotFound            404 code=model_not_found
     ├── PayloadTooLarge              413 invalid_request_error
@@ -13,7 +15,7 @@
     │   └── BudgetExceeded           429 code=budget_exceeded
     ├── NoDeploymentAvailable        503 service_unavailable
     ├── LimitsUnavailable            503 service_unavailable (+ retry-after; limits fail closed)
-    ├── IdentityUnavailable          503 service_unavailable (revocation check impossible: fail closed)
+    ├── IdentityUnavailable          503 service_unavailable (revocation or freeze check impossible: fail closed)
     ├── ResponseStoreUnavailable     503 service_unavailable (stored responses cannot be read now)
     └── ProviderError                502 upstream_error      (raised by providers/)
         ├── UpstreamTimeout          504
@@ -85,6 +87,18 @@ class PermissionDenied(RouterError):
 
 class PolicyViolation(PermissionDenied):
     code = "tool_not_allowed"
+
+
+class AgentFrozen(PermissionDenied):
+    """An operator froze the agent (``agent-router agents freeze``): all its keys are refused until unfrozen."""
+
+    code = "agent_frozen"
+
+
+class RoleFrozen(PermissionDenied):
+    """An operator froze the role: every agent of it is refused until unfrozen."""
+
+    code = "role_frozen"
 
 
 class NotFound(RouterError):

@@ -5,6 +5,7 @@ Keys come from the config (``agents.<name>.keys``, by hash) and from the records
 memory; a background task reloads the database keys every second. Database keys can be revoked at any time,
 so with Redis configured each request also reads the key's revocation marker (see router.keys.revocations),
 and refuses when it cannot (fail closed). Config keys are withdrawn by removing them from the config.
+Every key, config or stored, of a frozen agent or role is refused (see router.freezes): a dict lookup here.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any, NoReturn
 
 from router.config.snapshot import Snapshot
 from router.context import RequestContext
-from router.errors import AuthenticationFailed, IdentityUnavailable, PermissionDenied
+from router.errors import AgentFrozen, AuthenticationFailed, IdentityUnavailable, PermissionDenied, RoleFrozen
+from router.freezes.view import FreezeStateUnknown, FreezeView
 from router.keys import revocations, store
 from router.keys.material import to_epoch
 from router.keys.store import KeyRow
@@ -103,9 +105,11 @@ def _record(row: KeyRow) -> KeyRecord:
 
 class Identity:
     def __init__(self, database: Database | None = None, counters: Counters | None = None, *,
-                 refresh_interval: float = 1.0, max_staleness: float = 10.0) -> None:
+                 refresh_interval: float = 1.0, max_staleness: float = 10.0,
+                 freezes: FreezeView | None = None) -> None:
         self.database = database
         self.counters = counters
+        self.freezes = freezes
         self.refresh_interval = refresh_interval
         self.max_staleness = max(max_staleness, 3 * refresh_interval)
         self._db_keys: dict[str, KeyRecord] = {}
@@ -212,8 +216,29 @@ class Identity:
             self._refuse(ctx, record, "expired", f"the API key {record.id} expired at {expired}")
         if record.source == "database":
             await self._check_not_revoked(ctx, record, digest)
-        ctx.agent, ctx.key_id = record.agent, record.id
-        ctx.role = self._role_of(ctx, record)
+        role = self._role_of(ctx, record)
+        if self.freezes is not None:
+            self._check_not_frozen(ctx, record.agent, role)
+        ctx.agent, ctx.key_id, ctx.role = record.agent, record.id, role
+
+    def _check_not_frozen(self, ctx: RequestContext, agent: str, role: str) -> None:
+        """The kill switch: refuse every key of a frozen agent or role; fail closed when the view is too old."""
+        assert self.freezes is not None
+        try:
+            frozen = self.freezes.find(agent, role)
+        except FreezeStateUnknown as exc:
+            self._audit(ctx, agent, role, "freeze state unknown")
+            raise IdentityUnavailable(str(exc), code="freeze_state_unavailable") from None
+        if frozen is None:
+            return
+        why = f": {frozen.reason}" if frozen.reason else ""
+        self._audit(ctx, agent, role, f"{frozen.kind} {frozen.name!r} is frozen{why}", action="frozen",
+                    rule=f"{frozen.kind}:{frozen.name}")
+        if frozen.kind == "agent":
+            raise AgentFrozen(f"agent_frozen: the agent {agent!r} is frozen by an operator{why}; every key of it "
+                              f"is refused until it is unfrozen")
+        raise RoleFrozen(f"role_frozen: the role {role!r} of agent {agent!r} is frozen by an operator{why}; every "
+                         f"agent of it is refused until it is unfrozen")
 
     async def _check_not_revoked(self, ctx: RequestContext, record: KeyRecord, digest: str) -> None:
         """Fail closed: a database key whose revocation state cannot be read now is refused."""

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
                                          "in the database (creations and revocations made elsewhere).")
     keys_max_staleness: float = Field(default=10.0, description="Database keys are refused (503) when the key "
                                       "store has not been readable for this long: revocations fail closed.")
+    freeze_refresh_interval: float = Field(default=0.25, gt=0, description="Seconds between reads of the shared "
+                                           "freeze map in Redis (the kill switch reaches every replica this fast).")
+    freeze_max_staleness: float = Field(default=3.0, gt=0, description="With Redis configured, every key is refused "
+                                        "(503) when neither Redis nor the database has been readable for this "
+                                        "long: freezes fail closed.")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, description="Larger request bodies get 413.")
     header_timeout: float = Field(default=10.0, gt=0, description="Seconds a client has to send a request's line "
                                   "and headers (from connecting, or from the first byte of a later request on a "

@@ -16,6 +16,7 @@ from router.config import ConfigError, Snapshot, load_snapshot
 from router.context import RequestContext
 from router.deployment_stats import DeploymentStats
 from router.executor import Executor
+from router.freezes.view import FreezeView
 from router.identity import Identity
 from router.ledger import Ledger
 from router.ledger.audit_trail import AuditTrail
@@ -58,11 +59,15 @@ class RouterState:
                                  settings.database_statement_timeout)
         self.executor = Executor(self.counters, self.stats)
         self.affinity = SessionAffinity()
+        self.audit = AuditTrail(self.database, self.counters, settings)
+        self.freezes = FreezeView(self.database, self.counters, self.audit.appender,
+                                  refresh_interval=settings.freeze_refresh_interval,
+                                  db_interval=settings.keys_refresh_interval,
+                                  max_staleness=settings.freeze_max_staleness)
         self.identity = Identity(self.database, self.counters, refresh_interval=settings.keys_refresh_interval,
-                                 max_staleness=settings.keys_max_staleness)
+                                 max_staleness=settings.keys_max_staleness, freezes=self.freezes)
         self.limits = Limits(self.counters, settings)
 
-        self.audit = AuditTrail(self.database, self.counters, settings)
         self.ledger = Ledger(self.database, settings, self.audit.appender)
         self.responses = ResponseStore(self.database, settings,
                                        SharedOrigins(self.counters) if settings.redis_url else None)
@@ -81,6 +86,7 @@ class RouterState:
         await self.responses.start()
         await self.audit.start()
         await self.identity.start()
+        await self.freezes.start()
         await self.limits.start()
         await self.probe.start()
 
@@ -145,7 +151,7 @@ class RouterState:
 
     def health(self) -> dict[str, str]:
         return {**self._reload_health(), **self.ledger.health(), **self.audit.health(), **self.limits.health(),
-                **self.identity.health(), **self.responses.health()}
+                **self.identity.health(), **self.freezes.health(), **self.responses.health()}
 
     async def close(self) -> None:
         """Graceful shutdown: stop taking work, drain records, then close connections."""
@@ -153,6 +159,7 @@ class RouterState:
             await self.probe.close()
             await self.limits.close()
             await self.identity.close()
+            await self.freezes.close()
         finally:
             # Both drain through the one database connection under their own drain timeout: side by side, a
             # database that does not answer costs one timeout at shutdown, not one per store.

@@ -1,4 +1,4 @@
-"""Hot counters (rate limits, budgets, cooldowns, revocations): in memory on one machine, Redis for a fleet.
+"""Hot counters (rate limits, budgets, cooldowns, revocations, freezes): in memory on one machine, Redis for a fleet.
 
 One small async interface; callers do not know which is behind it. Windows are fixed: a key expires
 ``ttl`` seconds after its first write. Every Redis failure, whatever the client or the event loop raises for it
@@ -55,6 +55,16 @@ class Counters(Protocol):
     async def fetch(self, key: str) -> str | None: ...
 
     async def delete(self, key: str) -> None: ...
+
+    async def put_field(self, key: str, field: str, value: str) -> None:
+        """Set one field of a map (no expiry): concurrent writers of different fields never overwrite each other."""
+        ...
+
+    async def delete_field(self, key: str, field: str) -> None: ...
+
+    async def fetch_fields(self, key: str) -> dict[str, str]:
+        """Every field of a map, in one round trip ({} when there is none)."""
+        ...
 
     async def ping(self) -> None: ...
 
@@ -127,6 +137,19 @@ class MemoryCounters:
 
     async def delete(self, key: str) -> None:
         self._values.pop(key, None)
+
+    async def put_field(self, key: str, field: str, value: str) -> None:
+        fields = self._live(key)
+        self._values[key] = ({**(fields if isinstance(fields, dict) else {}), field: value}, None)
+
+    async def delete_field(self, key: str, field: str) -> None:
+        fields = self._live(key)
+        if isinstance(fields, dict):
+            self._values[key] = ({k: v for k, v in fields.items() if k != field}, None)
+
+    async def fetch_fields(self, key: str) -> dict[str, str]:
+        fields = self._live(key)
+        return dict(fields) if isinstance(fields, dict) else {}
 
     async def ping(self) -> None:
         return None
@@ -242,6 +265,16 @@ class RedisCounters:
 
     async def delete(self, key: str) -> None:
         await self._call(self._redis.delete(self.prefix + key))
+
+    async def put_field(self, key: str, field: str, value: str) -> None:
+        await self._call(self._redis.hset(self.prefix + key, field, value))
+
+    async def delete_field(self, key: str, field: str) -> None:
+        await self._call(self._redis.hdel(self.prefix + key, field))
+
+    async def fetch_fields(self, key: str) -> dict[str, str]:
+        fields = await self._call(self._redis.hgetall(self.prefix + key))
+        return {str(k): str(v) for k, v in fields.items()}
 
     async def ping(self) -> None:
         await self._call(self._redis.ping())
