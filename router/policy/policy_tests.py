@@ -23,11 +23,10 @@ from typing import Any, Literal
 import orjson
 from pydantic import model_validator
 
-from router.config.errors import ConfigError, ConfigProblem
-from router.config.loader import validate_model
+from router.config.case_files import run_case_file
+from router.config.errors import ConfigProblem
 from router.config.schema import Strict
 from router.config.snapshot import Snapshot
-from router.config.yaml_source import YamlDoc, read_yaml
 from router.errors import PolicyViolation
 from router.mcp.policy import mcp_policy_for
 from router.mcp.tool_call import decide_call
@@ -161,33 +160,7 @@ def _mismatches(case: PolicyTestCase, snapshot: Snapshot) -> list[str]:
     return found
 
 
-def _cases(doc: YamlDoc) -> tuple[list[tuple[tuple[str | int, ...], Any]], list[ConfigProblem]]:
-    data = doc.data
-    if isinstance(data, dict) and set(data) == {"tests"} and isinstance(data["tests"], list):
-        return [(("tests", i), item) for i, item in enumerate(data["tests"])], []
-    if isinstance(data, list):
-        return [((i,), item) for i, item in enumerate(data)], []
-    if data in ({}, None):
-        return [], []
-    return [], [doc.problem((), "a policy test file is a YAML list of test cases (or a mapping with 'tests:')")]
-
-
 def run_policy_test_file(path: Path, snapshot: Snapshot) -> PolicyTestReport:
     """Every case of one file against ``snapshot``; each failure or malformed case is a problem at its line."""
-    try:
-        doc = read_yaml(path)
-    except ConfigError as exc:
-        return PolicyTestReport(0, list(exc.problems))
-    cases, problems = _cases(doc)
-    passed = 0
-    for where, item in cases:
-        try:
-            case: PolicyTestCase = validate_model(PolicyTestCase, item, doc, prefix=where)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-            continue
-        label = f"policy test {case.name!r}" if case.name else f"policy test #{where[-1]}"
-        found = _mismatches(case, snapshot)
-        problems.extend(doc.problem(where, f"{label}: {text}") for text in found)
-        passed += not found
+    passed, problems = run_case_file(path, snapshot, PolicyTestCase, "policy test", "policy test", _mismatches)
     return PolicyTestReport(passed, problems)

@@ -23,11 +23,10 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from router.config.errors import ConfigError, ConfigProblem
-from router.config.loader import validate_model
+from router.config.case_files import run_case_file
+from router.config.errors import ConfigProblem
 from router.config.schema import Strict
 from router.config.snapshot import Snapshot
-from router.config.yaml_source import YamlDoc, read_yaml
 from router.deployment_stats import DeploymentStats
 from router.errors import RouterError
 from router.rules.decide import decide
@@ -117,32 +116,7 @@ def _expected(expect: Expectation) -> str:
     return ", ".join(f"{k} {getattr(expect, k)!r}" for k in sorted(expect.model_fields_set)) or "a plan"
 
 
-def _cases(doc: YamlDoc) -> tuple[list[tuple[tuple[str | int, ...], Any]], list[ConfigProblem]]:
-    data = doc.data
-    if isinstance(data, dict) and set(data) == {"tests"} and isinstance(data["tests"], list):
-        return [(("tests", i), item) for i, item in enumerate(data["tests"])], []
-    if isinstance(data, list):
-        return [((i,), item) for i, item in enumerate(data)], []
-    if data in ({}, None):
-        return [], []
-    return [], [doc.problem((), "a rule test file is a YAML list of test cases (or a mapping with 'tests:')")]
-
-
 def run_test_file(path: Path, snapshot: Snapshot) -> RuleTestReport:
-    try:
-        doc = read_yaml(path)
-    except ConfigError as exc:
-        return RuleTestReport(0, list(exc.problems))
-    cases, problems = _cases(doc)
-    passed = 0
-    for where, item in cases:
-        try:
-            case: RuleTestCase = validate_model(RuleTestCase, item, doc, prefix=where)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-            continue
-        label = f"test {case.name!r}" if case.name else f"test #{where[-1]}"
-        found = _mismatches(case, snapshot)
-        problems.extend(doc.problem(where, f"{label}: {text}") for text in found)
-        passed += not found
+    """Every case of one file against ``snapshot``; each failure or malformed case is a problem at its line."""
+    passed, problems = run_case_file(path, snapshot, RuleTestCase, "rule test", "test", _mismatches)
     return RuleTestReport(passed, problems)
