@@ -417,3 +417,39 @@ def test_results_are_relayed_up_to_the_servers_cap_and_refused_beyond(router: Ro
     assert not big.is_error and len(text_of(big)) == 1536 * 1024
     assert huge.is_error and len(text_of(huge)) < 10_000
     assert after == "issue 4"
+
+
+def test_a_server_that_dies_leaves_the_others_serving(tmp_path: Path) -> None:
+    with FakeMcpServer.start_http(tmp_path, "github") as doomed, FakeMcpServer.start_http(tmp_path, "ci") as ci:
+        servers = f'  github: {{url: "{doomed.url}", timeout: 5}}\n  ci: {{url: "{ci.url}", timeout: 5}}\n'
+        roles = '  ops:\n    mcp: {servers: ["*"], tools: {allow: ["get_issue", "hang"]}}\n'
+        path = write_config(gateway_config(servers, roles, (("ops", "ops"),)), str(tmp_path))
+        server = RouterServer(path).start()
+        try:
+            async def body() -> tuple[types.CallToolResult, float, str, set[str], types.CallToolResult]:
+                async with mcp_session(f"{server.url}/mcp", "ops-key") as session:
+                    await session.call_tool("github__get_issue", {"number": 1})
+                    await session.call_tool("ci__get_issue", {"number": 1})
+                    started = time.monotonic()
+                    async with anyio.create_task_group() as group:
+                        died: list[types.CallToolResult] = []
+
+                        async def hang() -> None:
+                            died.append(await session.call_tool("github__hang", {}))
+
+                        group.start_soon(hang)
+                        await anyio.sleep(0.5)
+                        await anyio.to_thread.run_sync(doomed.kill)
+                    took = time.monotonic() - started
+                    alive = text_of(await session.call_tool("ci__get_issue", {"number": 2}))
+                    names = {tool.name for tool in (await session.list_tools()).tools}
+                    again = await session.call_tool("github__get_issue", {"number": 3})
+                    return died[0], took, alive, names, again
+
+            died, took, alive, names, again = run(body)
+        finally:
+            server.stop()
+    assert died.is_error and took < 8
+    assert alive == "issue 2"
+    assert "ci__get_issue" in names and not {n for n in names if n.startswith("github__")}
+    assert again.is_error

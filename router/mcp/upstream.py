@@ -137,7 +137,11 @@ class UpstreamConnection:
         self.secrets = Redactor([*values, *(value.partition(" ")[2] for value in values)])
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Open the transport and the session, initialize, report ready; keep both until closed or dead."""
+        """Open the transport and the session, initialize, report ready; keep both until closed or dead.
+
+        A failure before it is ready is the caller's (``start`` raises it); after, it only ends this connection:
+        raised into the pool's task group, it would end every other connection with it."""
+        ready = False
         try:
             async with AsyncExitStack() as stack:
                 read, write = await stack.enter_async_context(transport_for(self.spec, self.credential))
@@ -149,7 +153,12 @@ class UpstreamConnection:
                 with anyio.fail_after(self.spec.connect_timeout):
                     self.initialize = await session.initialize()
                 task_status.started()
+                ready = True
                 await self._closed.wait()
+        except Exception as exc:
+            if not ready:
+                raise
+            log.warning("mcp: the connection to server %s ended: %s", self.server, describe(exc))
         finally:
             self.dead = True
             self._done.set()
@@ -278,12 +287,18 @@ class UpstreamPool:
     async def _reap_idle(self) -> None:
         while True:
             await anyio.sleep(REAP_INTERVAL)
-            now = time.monotonic()
-            for key, conn in list(self._connections.items()):
-                stale = self.is_current is not None and not self.is_current(key)
-                if conn.dead or (conn.in_flight == 0 and (stale or now - conn.last_used > conn.spec.idle_seconds)):
-                    self._connections.pop(key, None)
-                    await conn.close()
+            try:
+                await self._reap_once()
+            except Exception:  # never let one bad pass end the pool's task group (and every connection)
+                log.exception("mcp: closing idle upstream connections failed")
+
+    async def _reap_once(self) -> None:
+        now = time.monotonic()
+        for key, conn in list(self._connections.items()):
+            stale = self.is_current is not None and not self.is_current(key)
+            if conn.dead or (conn.in_flight == 0 and (stale or now - conn.last_used > conn.spec.idle_seconds)):
+                self._connections.pop(key, None)
+                await conn.close()
 
 
 def describe(exc: BaseException) -> str:
