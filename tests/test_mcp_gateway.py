@@ -453,3 +453,27 @@ def test_a_server_that_dies_leaves_the_others_serving(tmp_path: Path) -> None:
     assert alive == "issue 2"
     assert "ci__get_issue" in names and not {n for n in names if n.startswith("github__")}
     assert again.is_error
+
+
+def test_a_json_answering_server_is_bounded_too(tmp_path: Path) -> None:
+    """A server answering JSON bodies (not SSE): results within the cap relayed, a larger declared body refused
+    before it is read, and the session goes on."""
+    with FakeMcpServer.start_http(tmp_path, "github", json_response=True) as plain:
+        servers = f'  github: {{url: "{plain.url}", timeout: 5, max_result_bytes: 1048576}}\n'
+        roles = '  ops:\n    mcp: {servers: [github], tools: {allow: ["get_issue", "big"]}}\n'
+        path = write_config(gateway_config(servers, roles, (("ops", "ops"),)), str(tmp_path))
+        server = RouterServer(path).start()
+        try:
+            async def body() -> tuple[types.CallToolResult, types.CallToolResult, str]:
+                async with mcp_session(f"{server.url}/mcp/github", "ops-key",
+                                       max_event_bytes=8 * 1024 * 1024) as session:
+                    small = await session.call_tool("big", {"size": 100_000})
+                    huge = await session.call_tool("big", {"size": 3 * 1024 * 1024})
+                    return small, huge, text_of(await session.call_tool("get_issue", {"number": 5}))
+
+            small, huge, after = run(body)
+        finally:
+            server.stop()
+    assert not small.is_error and len(text_of(small)) == 100_000
+    assert huge.is_error and "above 1114112" in text_of(huge)  # refused on its declared length, body unread
+    assert after == "issue 5"

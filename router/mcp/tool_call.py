@@ -127,8 +127,11 @@ async def forward(conn: UpstreamConnection, spec: McpServerSpec, tool: str, argu
                                "timeout", "timeout")
         if exc.code == types.CONNECTION_CLOSED:
             conn.dead = True
-            return CallOutcome(error_result(f"MCP server '{conn.server}' closed the connection during the call"),
-                               "upstream_error", "connection closed")
+            with anyio.move_on_after(1.0):  # the connection's own task records why it ended
+                await conn.ended()
+            why = f" ({conn.ended_why})" if conn.ended_why else ""
+            return CallOutcome(error_result(f"MCP server '{conn.server}' closed the connection during the "
+                                            f"call{why}"), "upstream_error", f"connection closed{why}")
         message = conn.secrets(exc.message[:500])  # an upstream's text may echo its credential
         return CallOutcome(error_result(f"MCP server '{conn.server}' answered an error: {message}"),
                            "upstream_error", f"{exc.code}: {message[:200]}")

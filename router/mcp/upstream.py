@@ -50,6 +50,10 @@ Streams = tuple[ReadStream[SessionMessage | Exception], WriteStream[SessionMessa
 TransportFactory = Callable[[McpServerSpec, McpCredential], AbstractAsyncContextManager[Streams]]
 
 
+class UpstreamTooLarge(Exception):
+    """An answer declared larger than the server's result cap: refused before its body is read."""
+
+
 class UpstreamUnavailable(Exception):
     """The server could not be reached, did not initialize in time, or its connection ended."""
 
@@ -90,10 +94,18 @@ async def http_transport(spec: McpServerSpec, credential: McpCredential) -> Asyn
     assert spec.url is not None
     headers = {**spec.headers, **credential.headers}
     timeout = httpx2.Timeout(spec.timeout, connect=spec.connect_timeout)
+    limit = spec.max_result_bytes + SSE_EVENT_SLACK
+
+    async def bounded(response: httpx2.Response) -> None:
+        """A JSON answer (not SSE) is read whole by the SDK: refuse a declared length above the result cap."""
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise UpstreamTooLarge(f"the server's answer is {declared} bytes, above {limit}")
+
     async with (httpx2.AsyncClient(headers=headers, timeout=timeout, follow_redirects=False,
-                                   verify=_tls_context()) as client,
+                                   verify=_tls_context(), event_hooks={"response": [bounded]}) as client,
                 streamable_http_client(spec.url, http_client=client,
-                                       max_sse_event_size=spec.max_result_bytes + SSE_EVENT_SLACK) as streams):
+                                       max_sse_event_size=limit) as streams):
         yield streams
 
 
@@ -124,6 +136,8 @@ class UpstreamConnection:
     last_used: float = field(default_factory=time.monotonic)
     in_flight: int = 0
     dead: bool = False
+    ended_why: str | None = None
+    """Why the connection ended, when it failed after it was ready (for the agent's error)."""
     tools: list[types.Tool] | None = None
     secrets: Redactor = field(default_factory=Redactor, repr=False)
     """The credential's own values: masked in whatever the server sends back to the agent."""
@@ -158,10 +172,15 @@ class UpstreamConnection:
         except Exception as exc:
             if not ready:
                 raise
-            log.warning("mcp: the connection to server %s ended: %s", self.server, describe(exc))
+            self.ended_why = describe(exc)
+            log.warning("mcp: the connection to server %s ended: %s", self.server, self.ended_why)
         finally:
             self.dead = True
             self._done.set()
+
+    async def ended(self) -> None:
+        """Wait until the connection's task has ended."""
+        await self._done.wait()
 
     async def close(self) -> None:
         self._closed.set()

@@ -34,8 +34,10 @@ def tool_records(path: str | Path, tool: str | None = None) -> list[dict[str, An
     return [r for r in read_records(path) if r["method"] == "tools/call" and tool in (None, r["tool"])]
 
 
-def server_args(transport: str, record: Path, name: str, port: int | None = None) -> list[str]:
+def server_args(transport: str, record: Path, name: str, port: int | None = None,
+                json_response: bool = False) -> list[str]:
     args = ["-m", "tests.fakes.mcp_server", "--transport", transport, "--record", str(record), "--name", name]
+    args += ["--json-response"] if json_response else []
     return args if port is None else [*args, "--port", str(port)]
 
 
@@ -74,12 +76,12 @@ class FakeMcpServer:
         """The server's own stdout and stderr."""
 
     @classmethod
-    def start_http(cls, tmp_path: Path, name: str = "github") -> FakeMcpServer:
+    def start_http(cls, tmp_path: Path, name: str = "github", json_response: bool = False) -> FakeMcpServer:
         """Starts the server and returns once it accepts connections; raises if it is not up in 15 s. A port
         taken between choosing and binding it costs one more try."""
         deadline = time.monotonic() + START_TIMEOUT
         for _ in range(3):
-            server = cls._spawn(tmp_path, name, _free_port())
+            server = cls._spawn(tmp_path, name, _free_port(), json_response)
             while not _answers(server.port):
                 if server.process.poll() is not None or time.monotonic() > deadline:
                     break
@@ -93,10 +95,11 @@ class FakeMcpServer:
         raise RuntimeError(f"fake MCP server {name!r} did not start on 127.0.0.1:{server.port}: {tail}")
 
     @classmethod
-    def _spawn(cls, tmp_path: Path, name: str, port: int) -> FakeMcpServer:
+    def _spawn(cls, tmp_path: Path, name: str, port: int, json_response: bool = False) -> FakeMcpServer:
         record = tmp_path / f"mcp-{name}-http.jsonl"
         with open(record.with_suffix(".log"), "ab") as log:
-            process = subprocess.Popen([sys.executable, *server_args("http", record, name, port)], cwd=REPO_ROOT,
+            process = subprocess.Popen([sys.executable, *server_args("http", record, name, port, json_response)],
+                                       cwd=REPO_ROOT,
                                        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         return cls(process, port, record, name)
 

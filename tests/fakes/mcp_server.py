@@ -150,12 +150,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--record", required=True)
     parser.add_argument("--name", default="fake")
+    parser.add_argument("--json-response", action="store_true", help="HTTP: one JSON body per answer, no SSE")
     args = parser.parse_args(argv)
     server = build_server(args.name, RequestRecorder(args.record, args.transport))
     if args.transport == "stdio":
         server.run("stdio")
     else:
-        server.run("streamable-http", host="127.0.0.1", port=args.port, streamable_http_path=HTTP_PATH)
+        server.run("streamable-http", host="127.0.0.1", port=args.port, streamable_http_path=HTTP_PATH,
+                   json_response=args.json_response)
 
 
 if __name__ == "__main__":
