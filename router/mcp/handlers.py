@@ -108,8 +108,10 @@ class Handlers:
         return found
 
     # -- tools --------------------------------------------------------------------------------------------------
-    async def _tools_of(self, conn: UpstreamConnection) -> list[types.Tool]:
-        if conn.tools is None:
+    async def _tools_of(self, conn: UpstreamConnection, fresh: bool = False) -> list[types.Tool]:
+        """The server's tools: as last listed, or listed again (``fresh``: what the agent's own tools/list asks,
+        since a server need not announce changes)."""
+        if conn.tools is None or fresh:
             assert conn.session is not None
             tools: list[types.Tool] = []
             cursor: str | None = None
@@ -132,7 +134,7 @@ class Handlers:
 
         async def visible(server: str, conn: UpstreamConnection) -> list[types.Tool]:
             shown = []
-            for tool in await self._tools_of(conn):
+            for tool in await self._tools_of(conn, fresh=True):
                 if decide_tool(policy, server, tool.name).allowed:
                     shown.append(tool.model_copy(update={"name": names.join(server, tool.name)}) if aggregated
                                  else tool)
@@ -161,6 +163,8 @@ class Handlers:
                 conn = await self._connection(session, policy, snapshot, server)
                 credential = conn.credential_name
                 listed = any(t.name == tool for t in await self._tools_of(conn))
+                if not listed and conn.tools is not None:  # listed since? once, then decided
+                    listed = any(t.name == tool for t in await self._tools_of(conn, fresh=True))
                 verdict = decide_call(policy, server, tool, listed, arguments)
             except (UpstreamUnavailable, MCPError) as exc:
                 verdict = Verdict("unavailable", "upstream-unavailable", _message(exc))
