@@ -13,7 +13,7 @@ from router.commands.records_db import existing_database
 from router.config import ConfigError, load_snapshot
 from router.ledger import audit_chain, render
 from router.ledger.schema import migrate
-from router.ledger.timerange import TimeRangeError, parse_bound
+from router.ledger.timerange import TimeRangeError, parse_bound, ts_clauses
 from router.policy.replay import Recorded, from_audit, from_mcp_calls, replay
 from router.store.database import Database, DatabaseUnavailable
 
@@ -38,14 +38,8 @@ def register(subparsers: Any) -> dict[str, Handler]:
 def recorded(database: Database, since: float | None, until: float | None) -> list[Recorded]:
     events = audit_chain.list_events(database, audit_chain.AuditFilter(since=since, until=until,
                                                                        limit=MAX_DECISIONS))
-    clauses: list[str] = ["method = ?"]
-    params: list[Any] = ["tools/call"]
-    if since is not None:
-        clauses.append("ts >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("ts < ?")
-        params.append(until)
+    clauses, params = ts_clauses(since, until)
+    clauses, params = ["method = ?", *clauses], ["tools/call", *params]
     columns = ("request_id", "role", "server", "tool", "method", "decision", "rule", "arguments")
     rows = database.fetchall(f"SELECT {', '.join(columns)} FROM mcp_calls WHERE {' AND '.join(clauses)} "
                              f"ORDER BY ts LIMIT {MAX_DECISIONS}", params)

@@ -20,7 +20,7 @@ import math
 from typing import Any
 
 from router.ledger.reports import ReportError
-from router.ledger.timerange import iso
+from router.ledger.timerange import iso, ts_clauses
 from router.store.database import Database
 
 GROUP_KEYS: tuple[str, ...] = ("server", "tool", "agent", "role", "decision", "outcome", "method", "day")
@@ -65,13 +65,7 @@ def mcp_report(database: Database, since: float | None, until: float | None, gro
 
 
 def _where(since: float | None, until: float | None) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    if since is not None:
-        clauses.append("ts >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("ts < ?")
-        params.append(until)
+    clauses, params = ts_clauses(since, until)
     return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
 

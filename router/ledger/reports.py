@@ -24,7 +24,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from router.ledger.timerange import iso
+from router.ledger.timerange import iso, ts_clauses
 from router.store.database import Database
 
 GROUP_KEYS: dict[str, str] = {
@@ -81,13 +81,7 @@ def usd(nano: int) -> str:
 
 def usage_report(database: Database, since: float | None, until: float | None, group_by: list[str]) -> dict[str, Any]:
     """Figures per group plus totals; runs on the database thread."""
-    clauses, params = [], []
-    if since is not None:
-        clauses.append("ts >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("ts < ?")
-        params.append(until)
+    clauses, params = ts_clauses(since, until)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     keys = [GROUP_KEYS[key] for key in group_by]
     select = [f"{column} AS {key}" for key, column in zip(group_by, keys, strict=True)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -35,3 +36,16 @@ def parse_bound(text: str | None, *, end: bool = False) -> float | None:
 
 def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+
+
+def ts_clauses(since: float | None, until: float | None) -> tuple[list[str], list[Any]]:
+    """SQL conditions (``ts >= ?``, ``ts < ?``) and their parameters for a half-open time range."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        clauses.append("ts >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("ts < ?")
+        params.append(until)
+    return clauses, params

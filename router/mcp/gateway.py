@@ -11,12 +11,10 @@ server-to-client requests, cancellation) and calls :mod:`router.mcp.handlers`.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import mcp.types as types
 import orjson
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
@@ -34,6 +32,7 @@ from router.mcp.policy import mcp_policy_for
 from router.mcp.records import ToolCallRecord
 from router.mcp.sessions import AgentSession, GatewaySessionManager, SessionRegistry
 from router.mcp.upstream import PoolKey, UpstreamHooks, UpstreamPool, spec_digest
+from router.policy.decide import repeats_a_key
 
 if TYPE_CHECKING:
     from router.state import RouterState
@@ -53,31 +52,6 @@ def endpoint_of(path: str) -> str | None:
         rest = path[len(PREFIX) + 1:].rstrip("/")
         return rest if rest and "/" not in rest else None
     return None
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise _DuplicateKey
-    return dict(pairs)
-
-
-_STRICT = json.JSONDecoder(object_pairs_hook=_no_duplicates)
-
-
-def repeats_a_key(body: bytes) -> bool:
-    """Whether a JSON body repeats a key anywhere (malformed JSON is the SDK's to answer: False here)."""
-    try:
-        _STRICT.decode(body.decode("utf-8"))
-    except _DuplicateKey:
-        return True
-    except (ValueError, UnicodeDecodeError):
-        return False
-    return False
 
 
 async def json_rpc_error(send: Any, status: int, code: int, message: str, headers: dict[str, str] | None = None
@@ -215,7 +189,7 @@ class McpGateway:
             if body is None:
                 await json_rpc_error(send, 413, types.INVALID_REQUEST, "the request body is too large")
                 return
-            if b'"' in body and repeats_a_key(body):
+            if b'"' in body and repeats_a_key(body.decode("utf-8", "replace")):
                 await json_rpc_error(send, 400, types.INVALID_REQUEST, "the JSON body repeats a key: parsers "
                                      "disagree on which one wins, so it is refused")
                 return
@@ -278,7 +252,3 @@ def _replay(body: bytes, receive: Any) -> Any:
         return dict(await receive())
 
     return replay
-
-
-async def sleep_forever() -> None:
-    await anyio.sleep_forever()

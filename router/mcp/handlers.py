@@ -19,7 +19,6 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.shared.exceptions import MCPError
-from mcp.shared.message import ServerMessageMetadata
 
 from router import __version__
 from router.config.mcp_schema import McpServerSpec
@@ -335,7 +334,3 @@ def _as_mcp_error(exc: BaseException) -> MCPError:
     if isinstance(exc, MCPError):
         return exc
     return MCPError(types.INTERNAL_ERROR, _message(exc))
-
-
-def related(ctx: Ctx) -> ServerMessageMetadata:
-    return ServerMessageMetadata(related_request_id=ctx.request_id)

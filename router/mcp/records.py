@@ -6,7 +6,6 @@ records. Tool calls carry no tokens or cost: they never enter ``usage_records``,
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -66,7 +65,3 @@ def arguments_fields(arguments: Any, keep: bool, cap: int) -> tuple[str, str | N
     text = canonical_arguments(arguments)
     kept = text[:cap].decode("utf-8", "ignore") if keep else None
     return hashlib.sha256(text).hexdigest(), kept, len(text)
-
-
-def now() -> float:
-    return time.time()

@@ -67,9 +67,6 @@ class SessionRegistry:
         """How many sessions the agent holds (so one agent cannot take every session of the process)."""
         return self._per_agent.get(agent, 0)
 
-    def __len__(self) -> int:
-        return len(self._sessions)
-
     async def ended(self, owner: str) -> None:
         session = self._sessions.pop(owner, None)
         if session is not None:
@@ -99,6 +96,3 @@ class GatewaySessionManager(StreamableHTTPSessionManager):
                 await self.registry.ended(session_id)
             except Exception:
                 log.exception("mcp: closing the upstream connections of a session failed")
-
-    def is_open(self, session_id: str) -> bool:
-        return session_id in self._server_instances

@@ -65,6 +65,24 @@ def may_repeat_a_key(text: str, parsed: Any) -> bool:
     return len(_KEY_ENDS.findall(text)) != _key_count(parsed)
 
 
+def repeats_a_key(text: str) -> bool:
+    """Whether JSON ``text`` repeats a key anywhere (text that is not JSON: False, its parser will say so). The
+    fast parse and a count of key endings settle the usual text; only a doubtful one is parsed strictly."""
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    if not may_repeat_a_key(text, parsed):
+        return False
+    try:
+        _STRICT_JSON.decode(text)
+    except _DuplicateKey:
+        return True
+    except ValueError:
+        return False
+    return False
+
+
 @dataclass(frozen=True)
 class ToolDecision:
     allowed: bool
